@@ -5,8 +5,8 @@ __all__ = ['FASHION_URL', 'MNIST_URL', 'FASHION_FILES', 'MNIST_FILES', 'FASHION_
            'DataError', 'DatasetMissing', 'download', 'parse_idx', 'read_idx', 'find_fashion_mnist',
            'fetch_fashion_mnist', 'fetch_mnist', 'get_data', 'main']
 
-# %% ../nbs/00a_datasets.ipynb #588b0a8f
-import gzip, hashlib, os, shutil, struct, tempfile, urllib.request
+# %% ../nbs/00a_datasets.ipynb #2c43c359
+import gzip, hashlib, os, struct, tempfile, urllib.request, zlib
 from pathlib import Path
 import torch
 from fastprogress.fastprogress import progress_bar
@@ -29,7 +29,7 @@ def _checksum(path, algo='md5'):
         for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
     return h.hexdigest()
 
-# %% ../nbs/00a_datasets.ipynb #729305be
+# %% ../nbs/00a_datasets.ipynb #32c04cef
 def download(url, dest, md5=None, show_progress=True, timeout=30):
     "Download `url` to `dest`, verified against `md5`, written atomically; returns `dest`."
     dest = Path(dest)
@@ -39,10 +39,11 @@ def download(url, dest, md5=None, show_progress=True, timeout=30):
         with os.fdopen(fd, 'wb') as f, urllib.request.urlopen(url, timeout=timeout) as resp:
             size = int(resp.headers.get('Content-Length') or 0)
             h, got = hashlib.md5(), 0
-            pb = progress_bar(range(max(size, 1)), display=show_progress, leave=False)
+            pb = progress_bar(range(size), leave=False) if show_progress and size else None
+            if pb: pb.update(0)  # start the bar's clock before the first chunk
             for chunk in iter(lambda: resp.read(1 << 16), b''):
                 f.write(chunk); h.update(chunk); got += len(chunk)
-                if size: pb.update(min(got, size))
+                if pb: pb.update(min(got, size))
         if size and got != size:
             raise DataError(f'{url}: connection ended after {got:,} of {size:,} bytes; nothing was saved, try again')
         if md5 and h.hexdigest() != md5:
@@ -54,7 +55,7 @@ def download(url, dest, md5=None, show_progress=True, timeout=30):
         raise
     return dest
 
-# %% ../nbs/00a_datasets.ipynb #eff401b7
+# %% ../nbs/00a_datasets.ipynb #9eaec4a5
 _IDX_TYPES = {0x08: ('u1', torch.uint8), 0x09: ('i1', torch.int8), 0x0B: ('>i2', torch.int16),
               0x0C: ('>i4', torch.int32), 0x0D: ('>f4', torch.float32), 0x0E: ('>f8', torch.float64)}
 
@@ -63,7 +64,7 @@ def parse_idx(data, name='IDX data'):
     import numpy as np
     if data[:2] == b'\x1f\x8b':
         try: data = gzip.decompress(data)
-        except (EOFError, OSError) as e: raise DataError(f'{name}: gzip stream is truncated or corrupt ({e})') from None
+        except (EOFError, OSError, zlib.error) as e: raise DataError(f'{name}: gzip stream is truncated or corrupt ({e})') from None
     if len(data) < 4: raise DataError(f'{name}: only {len(data)} bytes, too short for an IDX header')
     zero, code, ndim = data[:2], data[2], data[3]
     if zero != b'\x00\x00' or code not in _IDX_TYPES:

@@ -71,7 +71,7 @@ def main(names):
         res_path.write_text(json.dumps(dict(sorted(results.items())), indent=1) + '\n')
         print(f'{p.name}: {secs:.0f}s {metrics}', flush=True)
     subprocess.run([str(bindir/'nbdev_export')], cwd=root, check=True)
-    subprocess.run([str(bindir/'nbdev_clean')], cwd=root, check=True)
+    for p in paths: subprocess.run([str(bindir/'nbdev_clean'), '--fname', str(p)], cwd=root, check=True)
     results = dict(sorted(results.items()))
     table = results_table(results)
     update_readme(table)

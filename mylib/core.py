@@ -16,13 +16,15 @@ def quick(full, small):
     "`small` in quick mode (`MYLIB_QUICK=1`, as `make test` sets), `full` otherwise."
     return small if QUICK else full
 
-# %% ../nbs/00_core.ipynb #92d65d60
+# %% ../nbs/00_core.ipynb #e7b3cf8c
 def test(a, b, cmp, cname=None):
     "Assert that `cmp(a, b)` holds, showing both values when it does not."
     cname = cname or cmp.__name__
     assert cmp(a, b), f'{cname}:\n{a}\n{b}'
 
 def _eq(a, b):
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):  # element by element: may hold tensors
+        return len(a) == len(b) and all(_eq(x, y) for x, y in zip(a, b))
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return torch.equal(torch.as_tensor(a), torch.as_tensor(b))
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray): return np.array_equal(a, b)

@@ -32,7 +32,8 @@ check-export: $(STAMP)
 	$(PY) tools/check_export.py
 
 test: $(STAMP) data check-export
-	MYLIB_QUICK=1 $(VENV)/bin/nbdev_test --n_workers 1 --timing
+	# two notebooks at a time, one torch thread each: 2 cores, and no thread waits for a busy core
+	MYLIB_QUICK=1 MYLIB_THREADS=1 $(VENV)/bin/nbdev_test --n_workers 2 --timing
 	$(PY) -m pytest -q tests/
 
 course: $(STAMP) data

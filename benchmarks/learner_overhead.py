@@ -16,30 +16,28 @@ pair is printed with its ratio, and the last line is `ratio <median of the pairs
 end with identical weights, which is checked: they are the same training.
 
 Before that it prints batches per second of `mylib.training.DataLoader` and `torch.utils.data.DataLoader` on the same
-tensors. PyTorch's thread count is set explicitly (`--threads`, default 1: on a shared 2-core machine one thread is
-the fastest, see notebook 06).
+tensors. PyTorch's thread count is the library's default (`mylib.core.set_threads`: all cores, or `$MYLIB_THREADS`),
+unless `--threads` sets another.
 
-    python benchmarks/learner_overhead.py [--pairs 5] [--batches 100] [--threads 1]
+    python benchmarks/learner_overhead.py [--pairs 5] [--batches 100] [--threads N]
 """
 import argparse, contextlib, gc, os, statistics, sys, time
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader as TorchDataLoader, TensorDataset, BatchSampler, RandomSampler
 
-from mylib.core import set_seed
+from mylib.core import set_seed, set_threads
 from mylib.datasets import get_data
-from mylib.training import Dataset, DataLoader, get_dls, accuracy
-from mylib.learner import (DataBunch, Learner, AvgStatsCallback, Recorder, ParamScheduler, combine_scheds, sched_cos)
+from mylib.training import Dataset, DataLoader, DataBunch, get_dls, accuracy
+from mylib.stats import AvgStatsCallback, Recorder
+from mylib.schedules import ParamScheduler, sched_1cycle
+from mylib.learner import Learner
 from mylib.conv import get_cnn_model, init_cnn
 from mylib.optimizers import adam_opt
 from mylib.progress import ProgressCallback
 
 NFS, BS, LR_MAX, WD = [8, 16, 32, 64], 128, 1e-2, 1e-2
 
-def one_cycle(lr_max, pct=0.3):
-    "Schedules for lr and Adam's momentum (`mom`), as in notebook 09b."
-    return (combine_scheds([pct, 1 - pct], [sched_cos(lr_max / 25, lr_max), sched_cos(lr_max, lr_max / 25e4)]),
-            combine_scheds([pct, 1 - pct], [sched_cos(0.95, 0.85), sched_cos(0.85, 0.95)]))
 
 def make_model(data):
     set_seed(0)
@@ -47,7 +45,7 @@ def make_model(data):
 
 def run_learner(data):
     "One epoch with the Learner and its usual callbacks; returns (seconds, model, validation accuracy)."
-    sched_lr, sched_mom = one_cycle(LR_MAX)
+    sched_lr, sched_mom = sched_1cycle(LR_MAX)
     learn = Learner(make_model(data), data, F.cross_entropy, opt_func=adam_opt(wd=WD), lr=LR_MAX,
                     cbs=[AvgStatsCallback([accuracy]), Recorder(), ParamScheduler('lr', sched_lr),
                          ParamScheduler('mom', sched_mom), ProgressCallback(console=True)])
@@ -61,7 +59,7 @@ def run_learner(data):
 def run_plain(data):
     "The same epoch as a plain loop; returns (seconds, model, validation accuracy)."
     model, epochs = make_model(data), 1
-    sched_lr, sched_mom = one_cycle(LR_MAX)
+    sched_lr, sched_mom = sched_1cycle(LR_MAX)
     opt = adam_opt(wd=WD)([list(model.parameters())], lr=LR_MAX)
     set_seed(1)
     start = time.perf_counter()
@@ -103,7 +101,7 @@ def per_batch_costs(x, y, reps=3):
                 Learner(torch.nn.Linear(x.shape[1], 10), data, F.cross_entropy, opt_func=adam_opt(), lr=1e-3,
                         cbs=cbs()).fit(1)
         return _run
-    sched_lr, sched_mom = one_cycle(1e-3)
+    sched_lr, sched_mom = sched_1cycle(1e-3)
     runs = {'plain loop': plain, 'Learner, no callbacks': learner(lambda: []),
             'Learner, all five callbacks': learner(lambda: [
                 AvgStatsCallback([accuracy]), Recorder(), ParamScheduler('lr', sched_lr),
@@ -130,11 +128,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--pairs', type=int, default=5, help='Learner/plain pairs to time (at least 3)')
     p.add_argument('--batches', type=int, default=100, help='training batches per run (of 128 images)')
-    p.add_argument('--threads', type=int, default=1, help='torch.set_num_threads')
+    p.add_argument('--threads', type=int, default=None, help="torch's thread count (default: mylib's, all cores)")
     args = p.parse_args(argv)
     if args.pairs < 3: p.error('--pairs must be at least 3')
-    torch.set_num_threads(args.threads)
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} thread(s) (set with --threads), '
+    set_threads(args.threads)
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} thread(s), '
           f'{os.cpu_count()} CPUs, load average {loadavg()}')
 
     x_train, y_train, x_valid, y_valid = get_data()

@@ -4,12 +4,14 @@
 __all__ = ['Lambda', 'flatten', 'DeviceCallback', 'BatchTransformXCallback', 'view_tfm', 'GeneralRelu', 'conv_layer',
            'get_cnn_layers', 'get_cnn_model', 'init_cnn', 'get_runner', 'get_learn_run']
 
-# %% ../nbs/06_cuda_cnn_hooks_init.ipynb #5dc8560a
+# %% ../nbs/06_cuda_cnn_hooks_init.ipynb #e6f3fa3d
 from functools import partial
 import torch
 from torch import nn, optim
 import torch.nn.functional as F
-from .learner import Callback, Learner, Runner, listify
+from .core import listify
+from .callbacks import Callback
+from .runner import Holder, Runner
 from .init import kaiming_normal_, kaiming_uniform_
 
 # %% ../nbs/06_cuda_cnn_hooks_init.ipynb #3fb8d7ea
@@ -45,7 +47,7 @@ def view_tfm(*size):
     def _inner(x): return x.view(*((-1,) + size))
     return _inner
 
-# %% ../nbs/06_cuda_cnn_hooks_init.ipynb #2544f518
+# %% ../nbs/06_cuda_cnn_hooks_init.ipynb #7674b361
 class GeneralRelu(nn.Module):
     "ReLU, generalized: slope `leak` below 0 (leaky ReLU), then minus `sub`, then capped at `maxv`; `None` skips a step."
     def __init__(self, leak=None, sub=None, maxv=None):
@@ -53,14 +55,15 @@ class GeneralRelu(nn.Module):
         self.leak, self.sub, self.maxv = leak, sub, maxv
 
     def forward(self, x):
-        x = torch.where(x > 0, x, 0. if self.leak is None else x * self.leak)
-        if self.sub is not None: x = x - self.sub
-        if self.maxv is not None: x = x.clamp_max(self.maxv)
+        if self.sub is None and self.maxv is None: return F.relu(x) if self.leak is None else F.leaky_relu(x, self.leak)
+        x = F.leaky_relu(x, self.leak or 0.)  # its backward reads the input, so the output may be changed in place
+        if self.sub is not None: x = x.sub_(self.sub)
+        if self.maxv is not None: x = x.clamp_max_(self.maxv)
         return x
 
     def extra_repr(self): return f'leak={self.leak}, sub={self.sub}, maxv={self.maxv}'
 
-# %% ../nbs/06_cuda_cnn_hooks_init.ipynb #540598ee
+# %% ../nbs/06_cuda_cnn_hooks_init.ipynb #feaaf4e9
 def conv_layer(ni, nf, ks=3, stride=2, bn=False, norm=None, **kwargs):
     "Conv2d (padding `ks//2`) + `GeneralRelu(**kwargs)` + a norm layer (`norm(nf)`, or `nn.BatchNorm2d(nf)` if `bn`)."
     if norm is None and bn: norm = nn.BatchNorm2d
@@ -69,14 +72,14 @@ def conv_layer(ni, nf, ks=3, stride=2, bn=False, norm=None, **kwargs):
     return nn.Sequential(*layers)
 
 def get_cnn_layers(data, nfs, layer=conv_layer, **kwargs):
-    "The layers of a CNN for `data`: `layer`s with channels `[1]+nfs` (the first 5×5, stride 1), then pool, flatten, linear."
-    nfs = [1] + list(nfs)
+    "The layers of a CNN for `data`: `layer`s with channels `[data.c_in]+nfs` (the first 5×5, stride 1), then pool, flatten, linear."
+    nfs = [data.c_in] + list(nfs)
     return [layer(nfs[i], nfs[i + 1], 5 if i == 0 else 3, stride=1 if i == 0 else 2, **kwargs)
             for i in range(len(nfs) - 1)] + [
         nn.AdaptiveAvgPool2d(1), Lambda(flatten), nn.Linear(nfs[-1], data.c)]
 
 def get_cnn_model(data, nfs, layer=conv_layer, **kwargs):
-    "A CNN for `data` (inputs `(bs, 1, h, w)`, `data.c` outputs) as an `nn.Sequential` of `get_cnn_layers`."
+    "A CNN for `data` (inputs `(bs, data.c_in, h, w)`, `data.c` outputs) as an `nn.Sequential` of `get_cnn_layers`."
     return nn.Sequential(*get_cnn_layers(data, nfs, layer, **kwargs))
 
 # %% ../nbs/06_cuda_cnn_hooks_init.ipynb #7879cf2f
@@ -90,16 +93,16 @@ def init_cnn(m, uniform=False):
         if l.bias is not None: nn.init.zeros_(l.bias)
     return m
 
-# %% ../nbs/06_cuda_cnn_hooks_init.ipynb #826ec714
+# %% ../nbs/06_cuda_cnn_hooks_init.ipynb #ff6fa73b
 def get_runner(model, data, lr=0.6, cbs=None, opt_func=None, loss_func=F.cross_entropy):
-    "A `Learner` for `model` with `opt_func(params, lr=lr)` (default `optim.SGD`), and a `Runner` with callbacks `cbs`."
+    "A `Holder` for `model` with `opt_func(params, lr=lr)` (default `optim.SGD`), and a `Runner` with callbacks `cbs`."
     opt = (opt_func or optim.SGD)(model.parameters(), lr=lr)
     cbs = listify(cbs)
     run = Runner(cbs=[cb for cb in cbs if isinstance(cb, Callback)],
                  cb_funcs=[cb for cb in cbs if not isinstance(cb, Callback)])
-    return Learner(model, opt, loss_func, data), run
+    return Holder(model, opt, loss_func, data), run
 
 def get_learn_run(nfs, data, lr, layer=conv_layer, cbs=None, opt_func=None, uniform=False, **kwargs):
-    "A CNN `get_cnn_model(data, nfs, layer, **kwargs)` after `init_cnn(model, uniform)`, with its `Learner` and `Runner`."
+    "A CNN `get_cnn_model(data, nfs, layer, **kwargs)` after `init_cnn(model, uniform)`, with its `Holder` and `Runner`."
     model = init_cnn(get_cnn_model(data, nfs, layer, **kwargs), uniform=uniform)
     return get_runner(model, data, lr=lr, cbs=cbs, opt_func=opt_func)

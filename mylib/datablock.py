@@ -3,17 +3,17 @@
 # %% auto #0
 __all__ = ['image_extensions', 'get_files', 'compose', 'ItemList', 'ImageList', 'split_by_func', 'grandparent_splitter',
            'random_splitter', 'SplitData', 'parent_labeler', 'Processor', 'CategoryProcessor', 'LabeledData',
-           'label_by_func', 'Transform', 'MakeRGB', 'ResizeFixed', 'to_byte_tensor', 'to_float_tensor', 'databunchify',
+           'label_by_func', 'Transform', 'make_rgb', 'ResizeFixed', 'to_byte_tensor', 'to_float_tensor', 'databunchify',
            'show_image', 'show_batch', 'normalize_chan', 'channel_stats']
 
-# %% ../nbs/08_data_block.ipynb #7ca47628
+# %% ../nbs/08_data_block.ipynb #911f318c
 import hashlib, operator, os
 from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from .training import get_dls
-from .learner import DataBunch, listify
+from .core import listify
+from .training import DataBunch, get_dls
 
 # %% ../nbs/08_data_block.ipynb #02ca332b
 image_extensions = {'.bmp', '.gif', '.jpeg', '.jpg', '.pgm', '.png', '.ppm', '.tif', '.tiff', '.webp'}
@@ -92,7 +92,7 @@ class ImageList(ItemList):
         img.load()  # read the pixels now (and close the file), not in the middle of a transform
         return img
 
-# %% ../nbs/08_data_block.ipynb #4ed68969
+# %% ../nbs/08_data_block.ipynb #8c2207ac
 def split_by_func(items, f):
     "Two lists: the items for which `f` is False (train) and those for which it is True (valid); None leaves one out."
     mask = [f(o) for o in items]
@@ -128,6 +128,10 @@ class SplitData:
                                  f'items); check the splitter {getattr(f, "func", f).__name__}: for grandparent_splitter, '
                                  "do valid_name and train_name match the folder names (Imagenette's is 'val')?")
         return cls(il.new(train), il.new(valid))
+
+    def to_databunch(self, bs, c_in=None, c_out=None, **kwargs):
+        "A `DataBunch` of this split once it is labelled: `databunchify` (below)."
+        return databunchify(self, bs, c_in, c_out, **kwargs)
 
     def __repr__(self): return f'{type(self).__name__}\nTrain: {self.train}\nValid: {self.valid}'
 
@@ -206,14 +210,15 @@ def label_by_func(sd, f, proc_x=None, proc_y=None):
     valid = LabeledData.label_by_func(sd.valid, f, proc_x=proc_x, proc_y=proc_y)
     return SplitData(train, valid)
 
-# %% ../nbs/08_data_block.ipynb #c8bb366b
+# %% ../nbs/08_data_block.ipynb #eb968b02
 class Transform:
     "Base class for transforms: callables applied to each item, in increasing `_order`."
     _order = 0
 
-class MakeRGB(Transform):
+def make_rgb(item):
     "Convert a PIL image to three-channel RGB (greyscale, palette, CMYK...)."
-    def __call__(self, item): return item.convert('RGB')
+    return item.convert('RGB')
+make_rgb._order = 0
 
 class ResizeFixed(Transform):
     "Resize a PIL image to `size` (an int for a square, or `(height, width)`)."
@@ -228,7 +233,7 @@ def to_byte_tensor(item):
     "A PIL image ('L', 'RGB' or 'RGBA') as a `uint8` tensor of shape (channels, height, width)."
     if item.mode not in ('L', 'RGB', 'RGBA'):
         raise ValueError(f'to_byte_tensor: image mode {item.mode!r} (from {getattr(item, "filename", "an image")}); '
-                         'add MakeRGB() to the transforms to convert it')
+                         'add make_rgb to the transforms to convert it')
     a = np.array(item)
     if a.ndim == 2: a = a[:, :, None]
     return torch.from_numpy(a).permute(2, 0, 1).contiguous()
@@ -239,7 +244,7 @@ def to_float_tensor(item):
     return item.float().div_(255.)
 to_float_tensor._order = 30
 
-# %% ../nbs/08_data_block.ipynb #090a49ec
+# %% ../nbs/08_data_block.ipynb #199151d1
 def databunchify(sd, bs, c_in=None, c_out=None, **kwargs):
     "A `DataBunch` from labelled `SplitData`: training batches of `bs` (shuffled), validation of `2*bs`; `c` is `c_out`."
     if c_in is None: c_in = sd.train.x[0].shape[0]
@@ -247,11 +252,7 @@ def databunchify(sd, bs, c_in=None, c_out=None, **kwargs):
         vocab = getattr(next(iter(sd.train.proc_y), None), 'vocab', None)
         if vocab is None: raise ValueError('databunchify: cannot tell the number of classes; pass c_out')
         c_out = len(vocab)
-    db = DataBunch(*get_dls(sd.train, sd.valid, bs, **kwargs), c=c_out)
-    db.c_in, db.c_out = c_in, c_out
-    return db
-
-SplitData.to_databunch = databunchify
+    return DataBunch(*get_dls(sd.train, sd.valid, bs, **kwargs), c=c_out, c_in=c_in)
 
 # %% ../nbs/08_data_block.ipynb #834a7546
 def show_image(im, ax=None, figsize=(3, 3), title=None):

@@ -3,12 +3,12 @@
 # %% auto #0
 __all__ = ['Hook', 'ListContainer', 'children', 'Hooks', 'append_stats', 'get_hist']
 
-# %% ../nbs/06_0_hooks_module.ipynb #e86cdf69
+# %% ../nbs/06_0_hooks_module.ipynb #8066c13b
 import operator
 from functools import partial
 import torch
 from torch import nn
-from .learner import listify
+from .core import listify
 
 # %% ../nbs/06_cuda_cnn_hooks_init.ipynb #40b998ff
 class Hook:

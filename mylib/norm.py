@@ -97,27 +97,33 @@ class GroupNorm(_ItemNorm):
 
     def extra_repr(self): return f'{self.groups}, {self.nf}, eps={self.eps}'
 
-# %% ../nbs/07_batchnorm.ipynb #aad8ff3c
+# %% ../nbs/07_batchnorm.ipynb #fd69436a
 class RunningBatchNorm(nn.Module):
-    "Batchnorm that standardizes with debiased running sums (of x, x² and counts) in training and eval alike."
+    "Batchnorm that standardizes with debiased running sums (of x, centred x² and counts) in training and eval alike."
     def __init__(self, nf, mom=0.1, eps=1e-5):
         super().__init__()
         self.nf, self.mom, self.eps = nf, mom, eps
         self.mults = nn.Parameter(torch.ones(nf))
         self.adds = nn.Parameter(torch.zeros(nf))
         self.register_buffer('sums', torch.zeros(nf))
-        self.register_buffer('sqrs', torch.zeros(nf))
+        self.register_buffer('sqrs', torch.zeros(nf))  # squared deviations from the running mean, not x²
         self.register_buffer('count', torch.tensor(0.))
         self.register_buffer('seen', torch.tensor(0))  # items seen in training
 
     def update_stats(self, x):
-        "Fold batch `x` into the running sums; returns the new sums, squares and count (with gradient through `x`)."
+        "Fold batch `x` into the running sums (Chan's parallel variance); returns sums, centred squares and count."
         bs = x.shape[0]
         dims = [0] + list(range(2, x.ndim))
+        n = x.numel() / self.nf  # values per channel
         mom1 = 1 - (1 - self.mom) / math.sqrt(max(bs - 1, 1))
-        sums = torch.lerp(self.sums, x.sum(dims), mom1)
-        sqrs = torch.lerp(self.sqrs, (x * x).sum(dims), mom1)
-        count = torch.lerp(self.count, self.count.new_tensor(x.numel() / self.nf), mom1)
+        m = x.mean(dims)
+        d = x - _chan_view(m, x)
+        m2 = (d * d).sum(dims)  # the batch's squared deviations from its own mean: two passes, no cancellation
+        w_old, w_new = (1 - mom1) * self.count, mom1 * n
+        count = w_old + w_new
+        delta = m - self.sums / self.count if self.seen > 0 else torch.zeros_like(m)  # no history: w_old is 0
+        sums = torch.lerp(self.sums, m * n, mom1)
+        sqrs = (1 - mom1) * self.sqrs + mom1 * m2 + (w_old * w_new / count) * delta * delta
         self.sums, self.sqrs, self.count = sums.detach(), sqrs.detach(), count
         self.seen += bs
         return sums, sqrs, count
@@ -129,7 +135,8 @@ class RunningBatchNorm(nn.Module):
             raise RuntimeError('RunningBatchNorm: no statistics yet; train on at least one batch before eval mode')
         else: sums, sqrs, count = self.sums, self.sqrs, self.count
         means = sums / count
-        vars = (sqrs / count - means * means).clamp_min(0.01 if self.seen < 20 else 0.)
+        vars = sqrs / count
+        if self.seen < 20: vars = vars.clamp_min(0.01)  # warm-up: too few values for a reliable variance
         return (x - _chan_view(means, x)) * _chan_view(self.mults / (vars + self.eps).sqrt(), x) + _chan_view(self.adds, x)
 
     def extra_repr(self): return f'{self.nf}, mom={self.mom}, eps={self.eps}'

@@ -3,11 +3,12 @@
 # %% auto #0
 __all__ = ['ProgressCallback']
 
-# %% ../nbs/09c_add_progress_bar.ipynb #98cebd9a
+# %% ../nbs/09c_add_progress_bar.ipynb #2ba223da
 import sys, time
 from fastprogress.fastprogress import (master_bar, ConsoleMasterBar, ConsoleProgressBar, MasterBar, ProgressBar,
                                        NBMasterBar, NBProgressBar, format_time)
-from .learner import Callback, AvgStatsCallback
+from .callbacks import Callback
+from .stats import AvgStatsCallback
 
 def _on_terminal():
     "Whether standard output is a terminal (where a bar can redraw its line), as Python sees it now."

@@ -173,10 +173,10 @@ def test_transforms():
     assert torch.allclose(to_float_tensor(t)[:, 0, 0], torch.tensor([1.0, 128 / 255, 0.0]))
     assert ResizeFixed(7)(img).size == (7, 7)
     assert ResizeFixed((2, 9))(img).size == (9, 2)  # (height, width) in, PIL's (width, height) out
-    assert to_byte_tensor(MakeRGB()(Image.new('L', (3, 3), 7))).shape == (3, 3, 3)
-    with pytest.raises(ValueError, match="mode 'P'.*MakeRGB"): to_byte_tensor(Image.new('P', (3, 3)))
-    assert to_byte_tensor(MakeRGB()(Image.new('P', (3, 3)))).shape == (3, 3, 3)
-    assert [f._order for f in (MakeRGB(), ResizeFixed(3), to_byte_tensor, to_float_tensor)] == [0, 10, 20, 30]
+    assert to_byte_tensor(make_rgb(Image.new('L', (3, 3), 7))).shape == (3, 3, 3)
+    with pytest.raises(ValueError, match="mode 'P'.*make_rgb"): to_byte_tensor(Image.new('P', (3, 3)))
+    assert to_byte_tensor(make_rgb(Image.new('P', (3, 3)))).shape == (3, 3, 3)
+    assert [f._order for f in (make_rgb, ResizeFixed(3), to_byte_tensor, to_float_tensor)] == [0, 10, 20, 30]
 
 def test_normalize_chan():
     x = torch.rand(4, 3, 5, 5)

@@ -8,7 +8,10 @@ import torch.nn.functional as F
 
 from mylib.core import set_seed
 from mylib.training import Dataset, get_dls
-from mylib.learner import DataBunch, Learner, Runner, Callback, AvgStatsCallback
+from mylib.training import DataBunch
+from mylib.callbacks import Callback
+from mylib.stats import AvgStatsCallback
+from mylib.runner import Holder, Runner
 from mylib.hooks import *
 from mylib.conv import *
 
@@ -96,7 +99,7 @@ def test_hooks_removed_after_exception_in_training():
     "An error in the middle of a Runner fit inside a `with Hooks` block leaves no hook behind."
     data = make_data()
     model = get_cnn_model(data, [4, 8])
-    learn = Learner(model, optim.SGD(model.parameters(), lr=0.1), F.cross_entropy, data)
+    learn = Holder(model, optim.SGD(model.parameters(), lr=0.1), F.cross_entropy, data)
     class Boom(Callback):
         def after_step(self):
             if self.n_iter == 1: raise KeyError('boom')
@@ -256,7 +259,7 @@ def test_get_learn_run():
     data = make_data()
     learn, run = get_learn_run([4, 8], data, 0.3, cbs=[partial(BatchTransformXCallback, view_tfm(1, 28, 28)),
                                                         AvgStatsCallback([], show=False)], leak=0.1)
-    assert isinstance(learn, Learner) and learn.opt.param_groups[0]['lr'] == 0.3
+    assert isinstance(learn, Holder) and learn.opt.param_groups[0]['lr'] == 0.3
     assert isinstance(run.batch_transform_x, BatchTransformXCallback) and isinstance(run.avg_stats, AvgStatsCallback)
     run.fit(1, learn)
     assert math.isfinite(run.avg_stats.valid_stats.avg_stats[0])
@@ -273,7 +276,7 @@ def test_device_callback_cpu():
         def after_pred(self): seen.append((self.xb.device, self.yb.device, next(self.model.parameters()).device,
                                            tuple(self.xb.shape[1:])))
     run = Runner(cbs=[DeviceCallback('cpu'), Where(), BatchTransformXCallback(view_tfm(1, 28, 28))])
-    run.fit(1, Learner(model, optim.SGD(model.parameters(), lr=0.1), F.cross_entropy, data))
+    run.fit(1, Holder(model, optim.SGD(model.parameters(), lr=0.1), F.cross_entropy, data))
     cpu = torch.device('cpu')
     assert run.device.device == cpu and len(seen) == 4 + 1
     assert all(s == (cpu, cpu, cpu, (1, 28, 28)) for s in seen)
@@ -287,7 +290,7 @@ def test_device_callback_cuda():
         _order = 3
         def after_pred(self): self.seen = (self.xb.device.type, next(self.model.parameters()).device.type)
     run = Runner(cbs=[DeviceCallback(), Where(), BatchTransformXCallback(view_tfm(1, 28, 28))])
-    run.fit(1, Learner(model, optim.SGD(model.parameters(), lr=0.1), F.cross_entropy, data))
+    run.fit(1, Holder(model, optim.SGD(model.parameters(), lr=0.1), F.cross_entropy, data))
     assert run.where.seen == ('cuda', 'cuda')
 
 

@@ -1,13 +1,17 @@
-"Tests for mylib.learner: the Runner's events and cancellation scopes, schedules at their boundaries, LR_Find, bad input."
+"Tests for mylib.runner, callbacks, schedules and stats: the Runner's events and cancellation scopes, schedules at their boundaries, LR_Find, bad input."
 import copy, math
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import optim
 
-from mylib.core import set_seed
+from mylib.core import set_seed, camel2snake, listify
 from mylib.training import Dataset, get_dls
-from mylib.learner import *
+from mylib.training import DataBunch
+from mylib.callbacks import *
+from mylib.stats import *
+from mylib.schedules import *
+from mylib.runner import *
 
 EVENTS = ['begin_fit', 'begin_epoch', 'begin_batch', 'after_pred', 'after_loss', 'after_backward', 'after_step',
           'after_batch', 'begin_validate', 'after_epoch', 'after_fit',
@@ -25,7 +29,7 @@ def make_learner(data=None, lr=0.1, mom=0.9):
     data = data or make_data()
     set_seed(0)
     model, _ = get_model(data, nh=8)
-    return Learner(model, optim.SGD(model.parameters(), lr=lr, momentum=mom), F.cross_entropy, data)
+    return Holder(model, optim.SGD(model.parameters(), lr=lr, momentum=mom), F.cross_entropy, data)
 
 
 class CountCallback(Callback):
@@ -73,7 +77,7 @@ def test_callback_order_and_state():
     run = Runner(cbs=[A(), B()])
     run.fit(1, make_learner())
     assert seen == ['b', 'a']
-    assert run.a is run.cbs[1] and isinstance(run.b, B)
+    assert run.a is run.cbs[2] and isinstance(run.b, B)  # sorted by _order: TrainEvalCallback (0), B (1), A (2)
 
 
 def test_skip_step_by_returning_true():
@@ -258,7 +262,7 @@ def test_param_scheduler_positions_and_groups():
     set_seed(0)
     model, _ = get_model(data, nh=8)
     opt = optim.SGD([{'params': model[0].parameters()}, {'params': model[2].parameters()}], lr=1., momentum=0.9)
-    learn = Learner(model, opt, F.cross_entropy, data)
+    learn = Holder(model, opt, F.cross_entropy, data)
     scheds = [sched_lin(1., 0.), sched_exp(1e-3, 1.)]
     mom = combine_scheds([0.5, 0.5], [sched_lin(0.95, 0.85), sched_lin(0.85, 0.95)])
     run = Runner(cb_funcs=[Recorder, lambda: ParamScheduler('lr', scheds), lambda: ParamScheduler('momentum', mom)])

@@ -6,8 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn, optim
 
-from mylib.core import set_seed
+from mylib.core import set_seed, get_rng_state, set_rng_state
 from mylib.training import Dataset, get_dls, accuracy
+from mylib.training import DataBunch
+from mylib.callbacks import *
+from mylib.stats import *
+from mylib.schedules import *
+from mylib.runner import Holder, Runner, get_model
 from mylib.learner import *
 from mylib.optimizers import adam_opt, sgd_opt
 from mylib.progress import ProgressCallback
@@ -179,7 +184,7 @@ for _e in EVENTS: setattr(Log, _e, (lambda e: lambda self: self._event(e))(_e))
 def test_same_events_as_runner(kw):
     data = make_data(n_train=20, n_valid=6, bs=8)
     set_seed(1); model, opt = get_model(data, nh=8)
-    log_run = Log(**kw); Runner(cbs=log_run).fit(2, Learner(model, opt, F.cross_entropy, data))
+    log_run = Log(**kw); Runner(cbs=log_run).fit(2, Holder(model, opt, F.cross_entropy, data))
     set_seed(1); model, _ = get_model(data, nh=8)
     log_learn = Log(**kw); Learner(model, data, F.cross_entropy, cbs=log_learn).fit(2)
     assert log_learn.log == log_run.log
@@ -263,15 +268,30 @@ def test_default_optimizer_and_reset_opt():
     assert learn.opt is not old
 
 
-def test_notebook_04_form_still_works():
-    data = make_data()
-    model = make_model()
+def test_notebook_04_form_is_refused():
+    "Learner takes one signature: the old Learner(model, opt, loss_func, data) says to use Holder with a Runner."
+    data, model = make_data(), make_model()
     opt = optim.SGD(model.parameters(), lr=0.1)
-    learn = Learner(model, opt, F.cross_entropy, data)
-    assert learn.opt is opt and learn.data is data
-    Runner(cbs=AvgStatsCallback([accuracy], show=False)).fit(1, learn)
-    learn.fit(1)
-    with pytest.raises(ValueError, match='ready-made optimizer'): learn.fit(1, reset_opt=True)
+    with pytest.raises(TypeError, match='second argument is an optimizer.*Holder'): Learner(model, opt, F.cross_entropy, data)
+    with pytest.raises(TypeError, match='must be a DataBunch'): Learner(model, [1, 2], F.cross_entropy)
+    holder = Holder(model, opt, F.cross_entropy, data)
+    Runner(cbs=AvgStatsCallback([accuracy], show=False)).fit(1, holder)  # where the old form lives now
+
+
+@pytest.mark.parametrize('factory', [sgd_opt, adam_opt])
+def test_uncalled_factory_is_refused(factory):
+    with pytest.raises(TypeError, match=rf'{factory.__name__}\(\)'):
+        Learner(make_model(), make_data(), F.cross_entropy, opt_func=factory)
+
+
+def test_opt_func_that_makes_no_optimizer():
+    with pytest.raises(TypeError, match='not an optimizer'):
+        Learner(make_model(), make_data(), F.cross_entropy, opt_func=lambda groups, lr: 'not one')
+
+
+def test_recorder_before_fit_says_so():
+    for f in (lambda r: r.plot_lr(), lambda r: r.plot_loss(), lambda r: r.lrs):
+        with pytest.raises(RuntimeError, match='nothing has been recorded yet'): f(Recorder())
 
 
 def test_opt_func_must_be_callable():
@@ -388,7 +408,8 @@ SCRIPT = '''
 import torch, torch.nn.functional as F
 from torch import nn
 from mylib.training import Dataset, get_dls
-from mylib.learner import DataBunch, Learner
+from mylib.training import DataBunch
+from mylib.learner import Learner
 from mylib.progress import ProgressCallback
 torch.manual_seed(0)
 x, y = torch.randn(64, 5), torch.randint(0, 2, (64,))

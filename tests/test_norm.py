@@ -165,6 +165,30 @@ def test_running_batchnorm_batch_weight_grows_with_batch_size():
     assert moved[0] < moved[1] < moved[2]
     assert math.isclose(moved[0], 0.1 / (1 - 0.9 * 0.9) * 1, rel_tol=1e-4)  # bs 2: mom1 = 0.1, debiased
 
+def test_running_batchnorm_variance_is_stable_with_a_large_offset():
+    # mean 1000, std 1 in float32: E[x²] - mean² would lose the variance to cancellation; the centred sums must not
+    g = _gen(7)
+    batches = [torch.randn(bs, 3, 6, 6, generator=g, dtype=torch.float64) + 1000 + 0.05 * i  # drifting mean
+               for i, bs in enumerate((32, 16, 64, 8, 32, 2, 48))]
+    rbn = RunningBatchNorm(3)
+    with torch.no_grad():
+        for x in batches: out = rbn(x.float())
+    # float64 reference: the same debiased, momentum-weighted statistics, from plain sums of x and x²
+    sums = sqrs = count = torch.zeros((), dtype=torch.float64)
+    for x in batches:
+        mom1 = 1 - 0.9 / math.sqrt(max(x.shape[0] - 1, 1))
+        sums = torch.lerp(sums, x.sum((0, 2, 3)), mom1)
+        sqrs = torch.lerp(sqrs, (x * x).sum((0, 2, 3)), mom1)
+        count = torch.lerp(count, torch.tensor(x[:, 0].numel(), dtype=torch.float64), mom1)
+    mean_ref, var_ref = sums / count, sqrs / count - (sums / count) ** 2
+    _close((rbn.sums / rbn.count).double(), mean_ref, atol=1e-3, rtol=1e-6)
+    _close((rbn.sqrs / rbn.count).double(), var_ref, atol=0, rtol=1e-4)
+    assert (rbn.sqrs >= 0).all()
+    # in eval mode it standardizes fresh data at that offset to mean ~0, std ~1
+    rbn.eval()
+    y = rbn(torch.randn(256, 3, 6, 6, generator=g) + mean_ref.float().view(1, 3, 1, 1))
+    assert abs(y.mean().item()) < 0.1 and abs(y.std().item() - 1) < 0.1
+
 
 # --- lsuv_init -------------------------------------------------------------------------------------------------
 

@@ -303,17 +303,20 @@ def test_debias():
 
 def _learner(opt_func, seed=0):
     from mylib.training import Dataset, get_dls
-    from mylib.learner import DataBunch, Learner
+    from mylib.training import DataBunch
+    from mylib.runner import Holder
     g = torch.Generator().manual_seed(seed)
     x, y = torch.randn(64, 10, generator=g), torch.randint(0, 3, (64,), generator=g)
     data = DataBunch(*get_dls(Dataset(x[:48], y[:48]), Dataset(x[48:], y[48:]), 8), c=3)
     set_seed(seed)
     model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3))
-    return Learner(model, opt_func(model.parameters()), F.cross_entropy, data)
+    return Holder(model, opt_func(model.parameters()), F.cross_entropy, data)
 
 
 def test_param_scheduler_and_recorder_drive_our_optimizer():
-    from mylib.learner import Runner, Recorder, ParamScheduler, sched_lin
+    from mylib.runner import Runner
+    from mylib.stats import Recorder
+    from mylib.schedules import ParamScheduler, sched_lin
     learn = _learner(adam_opt(lr=1e-3))
     run = Runner(cb_funcs=[Recorder, lambda: ParamScheduler('lr', sched_lin(1e-2, 0.)),
                            lambda: ParamScheduler('mom', sched_lin(0.95, 0.85))])
@@ -325,13 +328,15 @@ def test_param_scheduler_and_recorder_drive_our_optimizer():
 
 
 def test_param_scheduler_refuses_a_hyper_the_optimizer_lacks():
-    from mylib.learner import Runner, ParamScheduler, sched_lin
+    from mylib.runner import Runner
+    from mylib.schedules import ParamScheduler, sched_lin
     with pytest.raises(KeyError, match='mom'):
         Runner(cb_funcs=[lambda: ParamScheduler('mom', sched_lin(0.9, 0.8))]).fit(1, _learner(sgd_opt(lr=0.1)))
 
 
 def test_lr_find_restores_model_and_optimizer():
-    from mylib.learner import Runner, LR_Find
+    from mylib.runner import Runner
+    from mylib.stats import LR_Find
     learn = _learner(sgd_opt(lr=0.1, mom=0.9))
     train(learn.model, learn.opt, [(learn.data.train_ds.x[:8], learn.data.train_ds.y[:8])])  # some momentum state
     before_model = copy.deepcopy(learn.model.state_dict())

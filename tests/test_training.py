@@ -6,7 +6,7 @@ from torch import nn
 
 import mylib.core as core
 from mylib.core import set_seed
-from mylib.training import (DataLoader, Dataset, Optimizer, Sampler, accuracy, collate, fit, get_dls, log_softmax,
+from mylib.training import (DataLoader, Dataset, Sampler, accuracy, collate, fit, get_dls, log_softmax,
                             logsumexp, nll)
 
 
@@ -135,36 +135,14 @@ def test_matches_torch_dataloader():
         core.test_eq(xa, xb); core.test_eq(ya, yb)
 
 
-# --- Optimizer and fit --------------------------------------------------------------------------------------------
-
-def test_optimizer_matches_torch_sgd():
-    set_seed(0)
-    a = nn.Linear(3, 2)
-    b = nn.Linear(3, 2); b.load_state_dict(a.state_dict())
-    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
-    for model, opt in [(a, Optimizer(a.parameters(), 0.1)), (b, torch.optim.SGD(b.parameters(), 0.1))]:
-        for _ in range(3):
-            F.cross_entropy(model(x), y).backward()
-            opt.step(); opt.zero_grad()
-    for p, q in zip(a.parameters(), b.parameters()): core.test_near(p, q)
-    assert all((p.grad == 0).all() for p in a.parameters())
-
-
-def test_optimizer_bad_input():
-    with pytest.raises(ValueError, match='empty'): Optimizer([])
-    model = nn.Linear(2, 2)
-    params = model.parameters()
-    Optimizer(params)
-    with pytest.raises(ValueError, match='empty'): Optimizer(params)  # a used-up generator
-    with pytest.raises(ValueError, match='lr'): Optimizer(model.parameters(), lr=-1)
-
+# --- fit --------------------------------------------------------------------------------------------
 
 def _fit_setup(n=40):
     set_seed(0)
     x = torch.randn(n, 4)
     y = (x[:, 0] > 0).long()
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    return model, Optimizer(model.parameters(), 0.3), Dataset(x, y)
+    return model, torch.optim.SGD(model.parameters(), 0.3), Dataset(x, y)
 
 
 @pytest.mark.parametrize('epochs', [0, -1, 1.5, None])

@@ -1,6 +1,7 @@
 """Edit notebooks as plain text: `to-py` writes a notebook's cells as a percent-format script, `to-nb` builds
 a notebook (sources only, no outputs) from one. Cells start with `# %%` (code) or `# %% [md]` (markdown);
-markdown lines are written as comments (`# text`), as jupytext does.
+markdown lines are written as comments (`# text`), as jupytext does. `to-nb` over an existing notebook keeps the
+outputs of the code cells whose source did not change (the others are left empty until the notebook is run).
 
     python tools/nbsrc.py to-py nbs/01_matmul.ipynb > /tmp/01.py
     python tools/nbsrc.py to-nb /tmp/01.py nbs/01_matmul.ipynb
@@ -43,8 +44,20 @@ def to_nb(text):
         out.append(cell)
     return {'cells': out, 'metadata': {'kernelspec': KERNEL}, 'nbformat': 4, 'nbformat_minor': 5}
 
+def keep_outputs(nb, old):
+    "Give each code cell of `nb` the outputs of the cell in `old` with the same source, if there is one."
+    outs = {''.join(c['source']): c for c in old['cells'] if c['cell_type'] == 'code'}
+    for c in nb['cells']:
+        o = outs.get(''.join(c['source']))
+        if c['cell_type'] == 'code' and o is not None:
+            c['outputs'], c['execution_count'] = o.get('outputs', []), o.get('execution_count')
+
 if __name__ == '__main__':
     cmd, *args = sys.argv[1:]
     if cmd == 'to-py': sys.stdout.write(to_py(args[0]))
-    elif cmd == 'to-nb': Path(args[1]).write_text(json.dumps(to_nb(Path(args[0]).read_text()), indent=1) + '\n')
+    elif cmd == 'to-nb':
+        dest = Path(args[1])
+        nb = to_nb(Path(args[0]).read_text())
+        if dest.exists(): keep_outputs(nb, json.loads(dest.read_text()))
+        dest.write_text(json.dumps(nb, indent=1) + '\n')
     else: raise SystemExit(__doc__)

@@ -58,7 +58,6 @@ def main(names):
     if not paths: sys.exit(f'run_course: no notebooks match {names}')
     subprocess.run([str(bindir/'nbdev_export')], cwd=root, check=True)
     res_path = root/'results.json'
-    results = json.loads(res_path.read_text()) if res_path.exists() else {}
     failed = None
     for p in paths:
         print(f'running {p.name} ...', flush=True)
@@ -67,12 +66,14 @@ def main(names):
             failed = p.name
             print(f'{p.name} FAILED: {str(e)[-2000:]}')
             break
+        # re-read before writing: another run may have recorded its notebooks meanwhile
+        results = json.loads(res_path.read_text()) if res_path.exists() else {}
         results[p.stem] = {'seconds': round(secs, 1), **metrics}
         res_path.write_text(json.dumps(dict(sorted(results.items())), indent=1) + '\n')
         print(f'{p.name}: {secs:.0f}s {metrics}', flush=True)
     subprocess.run([str(bindir/'nbdev_export')], cwd=root, check=True)
     for p in paths: subprocess.run([str(bindir/'nbdev_clean'), '--fname', str(p)], cwd=root, check=True)
-    results = dict(sorted(results.items()))
+    results = dict(sorted(json.loads(res_path.read_text()).items())) if res_path.exists() else {}
     table = results_table(results)
     update_readme(table)
     print('\n' + table)

@@ -72,14 +72,28 @@ def collate(b):
     if len(b) == 0: raise ValueError('collate: the batch is empty')
     return tuple(torch.stack(f) if isinstance(f[0], torch.Tensor) else torch.tensor(f) for f in zip(*b))
 
-# %% ../nbs/03_minibatch_training.ipynb #73aea7c8
+# %% ../nbs/03_minibatch_training.ipynb #38763116
+import collections, multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+def _worker_init(ds, collate_fn):
+    global _WORKER_DATA
+    torch.set_num_threads(1)  # one process per core: more threads would only contend
+    _WORKER_DATA = ds, collate_fn
+
+def _worker_batch(idxs):
+    ds, collate_fn = _WORKER_DATA
+    return collate_fn([ds[i] for i in idxs])
+
 class DataLoader:
     "Mini-batches from `ds`: each list of indices from `sampler` (default `Sampler(ds, bs, shuffle)`), collated."
-    def __init__(self, ds, bs=64, shuffle=False, sampler=None, collate_fn=collate):
+    def __init__(self, ds, bs=64, shuffle=False, sampler=None, collate_fn=collate, num_workers=0):
         bs = _pos_int(bs, 'bs', 'DataLoader')
         if sampler is not None and shuffle:
             raise ValueError('DataLoader: give either shuffle=True or a sampler (which decides the order), not both')
-        self.ds, self.collate_fn = ds, collate_fn
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f'DataLoader: num_workers must be a whole number >= 0 (0 loads in this process), got {num_workers!r}')
+        self.ds, self.collate_fn, self.num_workers = ds, collate_fn, num_workers
         self.sampler = Sampler(ds, bs, shuffle) if sampler is None else sampler
         self.bs = getattr(self.sampler, 'bs', bs)
 
@@ -88,7 +102,23 @@ class DataLoader:
 
     def __len__(self): return len(self.sampler)
     def __iter__(self):
-        for b in self.sampler: yield self.collate_fn([self.ds[i] for i in b])
+        if self.num_workers == 0:
+            for b in self.sampler: yield self.collate_fn([self.ds[i] for i in b])
+        else: yield from self._parallel()
+
+    def _parallel(self):
+        "Batches built by `num_workers` worker processes, in the sampler's order, at most two per worker in flight."
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context('fork' if 'fork' in methods else None)
+        ex = ProcessPoolExecutor(self.num_workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(self.ds, self.collate_fn))
+        pending = collections.deque()
+        try:
+            for b in self.sampler:
+                pending.append(ex.submit(_worker_batch, list(b)))
+                if len(pending) >= 2 * self.num_workers: yield pending.popleft().result()
+            while pending: yield pending.popleft().result()
+        finally: ex.shutdown(wait=True, cancel_futures=True)  # also when the loop stops early
 
 # %% ../nbs/03_minibatch_training.ipynb #3ffec61a
 def _n_batches(dl, name):

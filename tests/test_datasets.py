@@ -458,3 +458,26 @@ def test_debian_fashion_mnist_test_split_reads():
     assert x.dtype == torch.uint8 and tuple(x.shape) == (10000, 28, 28)
     assert y.dtype == torch.uint8 and tuple(y.shape) == (10000,)
     assert torch.bincount(y.long()).tolist() == [1000] * 10  # Fashion-MNIST's test split is balanced
+
+
+# --- the held-out validation split --------------------------------------------------------------------------------
+
+def test_split_valid_is_stratified_seeded_and_a_partition():
+    import torch
+    from mylib.datasets import split_valid
+    y = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)
+    x = torch.arange(100).float()[:, None]
+    xt, yt, xv, yv = split_valid(x, y, n_valid=20, seed=3)
+    assert torch.bincount(yv).tolist() == [12, 6, 2]                     # each class keeps its share
+    assert sorted(xt.squeeze(1).tolist() + xv.squeeze(1).tolist()) == list(range(100))  # every item on one side
+    assert torch.equal(split_valid(x, y, 20, seed=3)[2], xv)            # seeded
+    assert not torch.equal(split_valid(x, y, 20, seed=4)[2], xv)
+    xt7, yt7, xv7, yv7 = split_valid(x, y, n_valid=7, seed=0)           # shares that do not divide evenly
+    assert len(yv7) == 7 and torch.bincount(yv7, minlength=3).tolist() == [4, 2, 1]
+
+
+def test_split_valid_bad_size():
+    import torch
+    from mylib.datasets import split_valid
+    for n in (0, 100, -5):
+        with pytest.raises(ValueError, match='n_valid'): split_valid(torch.zeros(100, 1), torch.zeros(100).long(), n)

@@ -177,3 +177,38 @@ def test_fit_trains_and_returns_history(capsys):
         pred = model(ds.x)
         core.test_near(hist[-1][0], F.cross_entropy(pred, ds.y)); core.test_near(hist[-1][1], accuracy(pred, ds.y))
     assert 'valid loss' in capsys.readouterr().out
+
+
+# --- worker processes ---------------------------------------------------------------------------------------------
+
+def test_workers_give_the_same_batches_in_order():
+    set_seed(0)
+    ds = Dataset(torch.randn(103, 5), torch.arange(103))
+    order = torch.randperm(103).tolist()
+    batches = [order[i:i + 10] for i in range(0, 103, 10)]
+    one, many = DataLoader(ds, sampler=batches), DataLoader(ds, sampler=batches, num_workers=3)
+    got = list(many)
+    assert len(got) == len(one) == 11
+    for (xa, ya), (xb, yb) in zip(one, got): assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_workers_stop_cleanly_when_the_loop_breaks():
+    ds = Dataset(torch.randn(500, 5), torch.arange(500))
+    dl = DataLoader(ds, 10, shuffle=True, num_workers=2)
+    for _ in range(3):
+        xb, yb = next(iter(dl))  # the generator is closed: the workers are shut down
+        assert xb.shape == (10, 5)
+
+
+def test_worker_error_reaches_the_training_process():
+    class Broken(Dataset):
+        def __getitem__(self, i):
+            if i == 7: raise KeyError('item 7 is corrupt')
+            return super().__getitem__(i)
+    dl = DataLoader(Broken(torch.randn(20, 2), torch.arange(20)), 4, num_workers=2)
+    with pytest.raises(KeyError, match='item 7'): list(dl)
+
+
+@pytest.mark.parametrize('bad', [-1, 1.5, True, '2'])
+def test_bad_num_workers(bad):
+    with pytest.raises(ValueError, match='num_workers'): DataLoader(Dataset(torch.zeros(4, 1), torch.zeros(4)), 2, num_workers=bad)

@@ -58,14 +58,14 @@ def main(names):
     if not paths: sys.exit(f'run_course: no notebooks match {names}')
     subprocess.run([str(bindir/'nbdev_export')], cwd=root, check=True)
     res_path = root/'results.json'
-    failed = None
+    failed, t0 = [], time.perf_counter()
     for p in paths:
         print(f'running {p.name} ...', flush=True)
         try: secs, metrics = run_notebook(p)
-        except Exception as e:
-            failed = p.name
-            print(f'{p.name} FAILED: {str(e)[-2000:]}')
-            break
+        except Exception as e:  # go on with the others: one failure should not cost the whole run
+            failed.append(p.name)
+            print(f'{p.name} FAILED: {str(e)[-2000:]}', flush=True)
+            continue
         # re-read before writing: another run may have recorded its notebooks meanwhile
         results = json.loads(res_path.read_text()) if res_path.exists() else {}
         results[p.stem] = {'seconds': round(secs, 1), **metrics}
@@ -77,6 +77,7 @@ def main(names):
     table = results_table(results)
     update_readme(table)
     print('\n' + table)
-    if failed: sys.exit(f'run_course: {failed} failed; its outputs up to the failing cell are in the notebook')
+    print(f'\nmake course: {len(paths)} notebooks in {time.perf_counter() - t0:.0f} s')
+    if failed: sys.exit(f'run_course: {", ".join(failed)} failed; outputs up to the failing cell are in the notebook')
 
 if __name__ == '__main__': main(sys.argv[1:])

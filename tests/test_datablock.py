@@ -409,3 +409,30 @@ def test_get_image_folder(local_server, cache, monkeypatch):
 def test_imagenette_urls():
     assert ds.IMAGENETTE_URLS['imagenette2-160'] == 'https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz'
     assert set(ds.IMAGENETTE_MD5) <= set(ds.IMAGENETTE_URLS.values())
+
+
+def test_rgb_folders_train_through_the_cnn_builders(tmp_path):
+    "Colour and greyscale files, made RGB by make_rgb, give a DataBunch with c_in=3 that get_learner's CNN trains on."
+    import torch.nn.functional as F
+    from mylib.core import set_seed
+    from mylib.learner import get_learner
+    from mylib.stats import AvgStatsCallback
+    rng = np.random.default_rng(0)
+    for split in ('train', 'val'):
+        for cls in ('cat', 'dog'):
+            d = tmp_path/split/cls; d.mkdir(parents=True)
+            for i in range(6):
+                mode = 'L' if i % 3 == 0 else 'RGB'  # a few greyscale files among the colour ones, as in Imagenette
+                shape = (16, 16) if mode == 'L' else (16, 16, 3)
+                Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode).save(d/f'{i}.png')
+    il = ImageList.from_files(tmp_path, tfms=[make_rgb, ResizeFixed(16), to_byte_tensor, to_float_tensor])
+    sd = SplitData.split_by_func(il, partial(grandparent_splitter, valid_name='val'))
+    data = label_by_func(sd, parent_labeler, proc_y=CategoryProcessor()).to_databunch(4)
+    assert (data.c_in, data.c_out) == (3, 2)
+    set_seed(0)
+    learn = get_learner([4, 8], data, lr=1e-2, cb_funcs=partial(AvgStatsCallback, [], show=False))
+    assert learn.model[0][0].in_channels == 3
+    before = [p.detach().clone() for p in learn.model.parameters()]
+    learn.fit(1)
+    assert any(not torch.equal(b, p) for b, p in zip(before, learn.model.parameters()))
+    assert learn.avg_stats.history[-1]['valid_loss'] == learn.avg_stats.history[-1]['valid_loss']  # not NaN

@@ -3,9 +3,9 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/90_all.ipynb #2587e564
+# %% ../nbs/90_all.ipynb #3704bacc
 from . import (core, datasets, training, callbacks, stats, schedules, init, hooks, conv, norm, datablock,
-                   optimizers, learner, progress)
+                   optimizers, learner, progress, augment, regularization, fp16)
 from .core import *
 from .datasets import *
 from .training import *
@@ -20,7 +20,10 @@ from .datablock import *
 from .optimizers import *
 from .learner import *
 from .progress import *
+from .augment import *
+from .regularization import *
+from .fp16 import *
 
 _modules = (core, datasets, training, callbacks, stats, schedules, init, hooks, conv, norm, datablock, optimizers,
-            learner, progress)
+            learner, progress, augment, regularization, fp16)
 __all__ = [n for m in _modules for n in m.__all__]

@@ -254,7 +254,7 @@ def databunchify(sd, bs, c_in=None, c_out=None, **kwargs):
         c_out = len(vocab)
     return DataBunch(*get_dls(sd.train, sd.valid, bs, **kwargs), c=c_out, c_in=c_in)
 
-# %% ../nbs/08_data_block.ipynb #834a7546
+# %% ../nbs/08_data_block.ipynb #e50081eb
 def show_image(im, ax=None, figsize=(3, 3), title=None):
     "Show an image tensor (C,H,W), float in [0,1] or uint8, or a PIL image."
     import matplotlib.pyplot as plt
@@ -264,7 +264,8 @@ def show_image(im, ax=None, figsize=(3, 3), title=None):
         if im.dtype == torch.uint8: im = im.float() / 255
         im = im.clamp(0, 1).permute(1, 2, 0)
         if im.shape[-1] == 1: im = im[..., 0]
-    ax.imshow(im, cmap='gray' if getattr(im, 'ndim', 3) == 2 or getattr(im, 'mode', '') == 'L' else None, vmin=0, vmax=1)
+    else: im = np.asarray(im, dtype=np.float32) / 255  # a PIL image: 0..255, to the same [0, 1] scale as tensors
+    ax.imshow(im, cmap='gray' if im.ndim == 2 else None, vmin=0, vmax=1)
     if title is not None: ax.set_title(title, fontsize=9)
     ax.axis('off')
     return ax

@@ -72,17 +72,19 @@ def collate(b):
     if len(b) == 0: raise ValueError('collate: the batch is empty')
     return tuple(torch.stack(f) if isinstance(f[0], torch.Tensor) else torch.tensor(f) for f in zip(*b))
 
-# %% ../nbs/03_minibatch_training.ipynb #38763116
+# %% ../nbs/03_minibatch_training.ipynb #f44351c7
 import collections, multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from .core import set_seed
 
 def _worker_init(ds, collate_fn):
     global _WORKER_DATA
     torch.set_num_threads(1)  # one process per core: more threads would only contend
     _WORKER_DATA = ds, collate_fn
 
-def _worker_batch(idxs):
+def _worker_batch(idxs, seed):
     ds, collate_fn = _WORKER_DATA
+    set_seed(seed)  # the batch's own random draws, not a copy of the parent's
     return collate_fn([ds[i] for i in idxs])
 
 class DataLoader:
@@ -115,7 +117,8 @@ class DataLoader:
         pending = collections.deque()
         try:
             for b in self.sampler:
-                pending.append(ex.submit(_worker_batch, list(b)))
+                seed = int(torch.randint(2**62, (1,)))
+                pending.append(ex.submit(_worker_batch, list(b), seed))
                 if len(pending) >= 2 * self.num_workers: yield pending.popleft().result()
             while pending: yield pending.popleft().result()
         finally: ex.shutdown(wait=True, cancel_futures=True)  # also when the loop stops early

@@ -212,3 +212,16 @@ def test_worker_error_reaches_the_training_process():
 @pytest.mark.parametrize('bad', [-1, 1.5, True, '2'])
 def test_bad_num_workers(bad):
     with pytest.raises(ValueError, match='num_workers'): DataLoader(Dataset(torch.zeros(4, 1), torch.zeros(4)), 2, num_workers=bad)
+
+
+def test_workers_draw_different_random_numbers_and_repeat_under_a_seed():
+    "Forked workers must not replay the parent's random stream: each batch gets its own, and set_seed repeats them."
+    class Noisy(Dataset):
+        def __getitem__(self, i): return torch.rand(1), torch.tensor(0)
+    ds = Noisy(torch.zeros(40, 1), torch.zeros(40))
+    def draws():
+        set_seed(0)
+        return torch.cat([xb for xb, _ in DataLoader(ds, 4, num_workers=2)]).squeeze(1)
+    a, b = draws(), draws()
+    assert torch.equal(a, b)                     # repeatable
+    assert len(set(a.tolist())) == len(a)         # no two items (in any batch or worker) drew the same number

@@ -3,10 +3,9 @@
 # %% auto #0
 __all__ = ['RUN_ATTRS', 'Callback', 'TrainEvalCallback', 'check_fit_args', 'CancelTrainException', 'CancelEpochException', 'CancelBatchException']
 
-# %% ../nbs/04_callbacks.ipynb #e5ded5b0
+# %% ../nbs/04_callbacks.ipynb #979dcd5f
 import re
-import torch
-from .core import camel2snake, listify
+from .core import camel2snake
 
 class Callback:
     "Base class for callbacks: methods named after events, run in `_order`; unknown attributes come from the runner."

@@ -4,8 +4,7 @@
 __all__ = ['Lambda', 'flatten', 'DeviceCallback', 'BatchTransformXCallback', 'view_tfm', 'GeneralRelu', 'conv_layer',
            'get_cnn_layers', 'get_cnn_model', 'init_cnn', 'get_runner', 'get_learn_run']
 
-# %% ../nbs/06_cuda_cnn_hooks_init.ipynb #e6f3fa3d
-from functools import partial
+# %% ../nbs/06_cuda_cnn_hooks_init.ipynb #fc767595
 import torch
 from torch import nn, optim
 import torch.nn.functional as F

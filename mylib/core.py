@@ -3,8 +3,8 @@
 # %% auto #0
 __all__ = ['QUICK', 'quick', 'test', 'test_eq', 'test_near', 'set_seed', 'cpu_count', 'set_threads', 'bench', 'time_alternating', 'record_result', 'listify', 'setify', 'uniqueify', 'camel2snake', 'test_near_zero', 'get_rng_state', 'set_rng_state']
 
-# %% ../nbs/00_core.ipynb #04586dd2
-import json, operator, os, random, time
+# %% ../nbs/00_core.ipynb #ef59f9af
+import json, os, random, time
 from pathlib import Path
 import numpy as np
 import torch

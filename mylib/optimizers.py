@@ -5,8 +5,8 @@ __all__ = ['check_hyper', 'Optimizer', 'sgd_step', 'weight_decay', 'l2_reg', 'li
            'AverageGrad', 'momentum_step', 'AverageSqrGrad', 'StepCount', 'debias', 'adam_step', 'sgd_opt', 'adam_opt',
            'lamb_step', 'lamb']
 
-# %% ../nbs/09_optimizers.ipynb #b884bafa
-import inspect, math
+# %% ../nbs/09_optimizers.ipynb #d40609d7
+import inspect
 import torch
 
 _KEPT_BY = {}  # name of a statistic -> the Stat class that keeps it; each Stat class adds its names when defined

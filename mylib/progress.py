@@ -3,8 +3,9 @@
 # %% auto #0
 __all__ = ['ProgressCallback']
 
-# %% ../nbs/09c_add_progress_bar.ipynb #2ba223da
+# %% ../nbs/09c_add_progress_bar.ipynb #fc392012
 import sys, time
+import torch
 from fastprogress.fastprogress import (master_bar, ConsoleMasterBar, ConsoleProgressBar, MasterBar, ProgressBar,
                                        NBMasterBar, NBProgressBar, format_time)
 from .callbacks import Callback

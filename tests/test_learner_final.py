@@ -447,3 +447,23 @@ def test_progress_console_in_a_terminal():
     assert 'Epoch 1/2' in raw and '100.00%' in raw and '\r' in raw
     lines = [l.split('\r')[-1].split() for l in raw.replace('\r\n', '\n').split('\n')]
     assert [l[0] for l in lines if l] == ['epoch', '1', '2']
+
+
+def test_progress_live_plot_runs_from_the_library(capsys):
+    "plot=True redraws the loss graph from the module's own code (not the notebook's), in any bar mode."
+    learn = make_learner()
+    cb = ProgressCallback(console=True, plot=True, plot_every=0.)
+    graphs = []
+    class RecordingBar:  # stands in for fastprogress's bar, recording what would be drawn
+        def __init__(self, bar): self.bar = bar
+        def __getattr__(self, k): return getattr(self.bar, k)
+        def update_graph(self, g, x_bounds=None): graphs.append((g, x_bounds))
+    real_begin_fit = cb.begin_fit
+    def begin_fit():
+        real_begin_fit(); cb.mbar = RecordingBar(cb.mbar)
+    cb.begin_fit = begin_fit
+    learn.fit(2, cbs=cb)
+    assert graphs, 'the live plot was never redrawn'
+    (train, valid), bounds = graphs[-1][0], graphs[-1][1]
+    assert len(train[1]) == 2 * len(learn.data.train_dl) and bounds == (0, 2 * len(learn.data.train_dl))
+    assert len(valid[0]) == 2  # one validation loss per epoch

@@ -3,9 +3,9 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/90_all.ipynb #3704bacc
+# %% ../nbs/90_all.ipynb #4f650113
 from . import (core, datasets, training, callbacks, stats, schedules, init, hooks, conv, norm, datablock,
-                   optimizers, learner, progress, augment, regularization, fp16)
+                   optimizers, learner, progress, augment, regularization, fp16, imagedata, xresnet, transfer, distributed)
 from .core import *
 from .datasets import *
 from .training import *
@@ -23,7 +23,11 @@ from .progress import *
 from .augment import *
 from .regularization import *
 from .fp16 import *
+from .imagedata import *
+from .xresnet import *
+from .transfer import *
+from .distributed import *
 
 _modules = (core, datasets, training, callbacks, stats, schedules, init, hooks, conv, norm, datablock, optimizers,
-            learner, progress, augment, regularization, fp16)
+            learner, progress, augment, regularization, fp16, imagedata, xresnet, transfer, distributed)
 __all__ = [n for m in _modules for n in m.__all__]

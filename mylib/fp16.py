@@ -54,7 +54,7 @@ class MixedPrecision(Callback):
         if clip is not None: _check_positive('clip', clip, where)
         if init_scale > max_scale: raise ValueError(f'{where}: init_scale ({init_scale}) is above max_scale ({max_scale})')
         self.loss_scale, self.scale_wait, self.div_factor, self.max_scale, self.clip = float(init_scale), scale_wait, float(div_factor), float(max_scale), clip
-        self.count, self.n_skipped, self.scales, self._active = 0, 0, [], False
+        self.count, self.n_skipped, self.scales, self._active, self._loss = 0, 0, [], False, None
 
     def _check_model(self):
         ps = list(self.model.parameters())
@@ -151,14 +151,12 @@ class AutocastCallback(Callback):
         self.dtype, self.channels_last, self._ctx = dtype, bool(channels_last), None
 
     def begin_fit(self):
-        p = next(self.model.parameters(), None)
-        self.device_type = p.device.type if p is not None else 'cpu'
         if self.channels_last: self.model.to(memory_format=torch.channels_last)
 
     def begin_batch(self):
         if self.channels_last and self.xb.dim() == 4: self.run.xb = self.xb.contiguous(memory_format=torch.channels_last)
         self._exit()
-        self._ctx = torch.autocast(self.device_type, dtype=self.dtype)
+        self._ctx = torch.autocast(self.xb.device.type, dtype=self.dtype)  # where the batch is: also outside a fit
         self._ctx.__enter__()
 
     def _exit(self):

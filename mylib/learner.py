@@ -269,7 +269,9 @@ def get_batch(dl, learn):
     try:
         learn('begin_batch')
         return learn.xb, learn.yb
-    finally: learn.xb = learn.yb = None
+    finally:
+        learn('after_cancel_batch')  # not a batch of any fit: callbacks undo what begin_batch started (autocast)
+        learn.xb = learn.yb = None
 
 def model_summary(learn, find_all=False):
     "Print, and return, the output shape of each of the model's layers on one validation batch."

@@ -96,6 +96,8 @@ class ParamScheduler(Callback):
 
 # %% ../nbs/05_anneal.ipynb #a9eb4673
 def one_cycle(lr_max, pct=0.3, div=25., div_final=1e4, moms=(0.95, 0.85, 0.95), mom='momentum'):
-    "`ParamScheduler` callbacks for one-cycle training (`sched_1cycle`): the learning rate, and momentum `mom` unless `moms` is None."
-    lr, mom_sched = sched_1cycle(lr_max, pct, div, div_final, moms or (0, 0, 0))
-    return [ParamScheduler('lr', lr)] + ([] if moms is None else [ParamScheduler(mom, mom_sched)])
+    "`ParamScheduler`s for one-cycle training (`sched_1cycle`) to `lr_max` (or a list: one per parameter group), and `mom` unless `moms` is None."
+    lr_sched = lambda lr: sched_1cycle(lr, pct, div, div_final)[0]
+    lrs = [lr_sched(lr) for lr in lr_max] if isinstance(lr_max, (list, tuple)) else lr_sched(lr_max)
+    mom_sched = sched_1cycle(1., pct, div, div_final, moms or (0, 0, 0))[1]
+    return [ParamScheduler('lr', lrs)] + ([] if moms is None else [ParamScheduler(mom, mom_sched)])

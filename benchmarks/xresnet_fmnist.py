@@ -5,7 +5,8 @@ cycling, label-smoothing cross entropy, batch crop-with-padding and left-right f
 The data is Fashion-MNIST's image tree (`get_image_folder('fashion_mnist')`): 50,000 training images, the 10,000 that
 `get_splits()` holds out for validation, and the official 10,000 test images. `--data imagenette2-160` (or another
 key of `mylib.datasets.IMAGENETTE_URLS`) downloads and trains on the real Imagenette instead, where the network
-allows, with a seeded 10% of its training folder held out.
+allows, with a seeded 10% of its training folder held out. Data and learner come from the training script's module
+(`mylib.train_imagenette.load_data` and `recipe_learner`), so this trains exactly what the script trains.
 
 Two modes:
 
@@ -22,17 +23,12 @@ its test accuracy) and xresnet_fmnist_30min.txt (a deeper network trained for ab
     python benchmarks/xresnet_fmnist.py --search [--candidates "name:arch:layers:epochs:lr[:arch_arg=v,v;...]" ...]
 """
 import argparse, time
-from functools import partial
 import torch
 
 from mylib.core import set_seed, set_threads
-from mylib.datasets import get_image_folder, IMAGENETTE_URLS
-from mylib.datablock import make_rgb, ResizeFixed, to_byte_tensor
-from mylib.augment import crop_pad_flip
-from mylib.imagedata import image_data, fashion_valid_rows, byte_norm_tfm, byte_channel_stats
-from mylib.optimizers import adam_opt
 from mylib.training import accuracy
 from mylib import xresnet
+from mylib.train_imagenette import load_data, recipe_learner
 
 # each trains in about five minutes on the 2-core machine: a single-conv stem is about 16% faster, so two more epochs;
 # the ImageNet layout is about half as fast, so fewer
@@ -42,25 +38,18 @@ DEFAULT_CANDIDATES = ['xresnet_fmnist-lr3e-3:xresnet_fmnist:-:11:3e-3', 'xresnet
 
 
 def load(name, bs):
-    "The data: Fashion-MNIST's tree with get_splits' held-out rows, or an Imagenette tree at 128 pixels."
+    "The data, as the training script loads it: Fashion-MNIST's tree with get_splits' held-out rows, or an Imagenette at 128 px."
     start = time.perf_counter()
-    if name == 'fashion_mnist':
-        data, test_dl = image_data(get_image_folder(name), bs=bs, valid_rows=fashion_valid_rows(), num_workers=2)
-    elif name in IMAGENETTE_URLS:
-        data, test_dl = image_data(get_image_folder(name), bs=bs, tfms=[make_rgb, ResizeFixed(128), to_byte_tensor],
-                                   num_workers=2)
-    else: raise SystemExit(f'--data must be fashion_mnist or one of {sorted(IMAGENETTE_URLS)}, got {name!r}')
+    data, test_dl = load_data(name, bs, num_workers=2)
     print(f'{name}: {data}; test {len(test_dl.dataset)} images; decoded in {time.perf_counter() - start:.1f} s', flush=True)
     return data, test_dl
 
 
 def train(data, arch, layers, epochs, lr, wd, pad, mixup, bf16, seed, **arch_kwargs):
-    "A cnn_learner trained for `epochs`; returns it and the seconds `fit` took."
+    "The training script's learner trained for `epochs`; returns it and the seconds `fit` took."
     set_seed(seed)
-    kwargs = dict(arch_kwargs) if layers is None else {'layers': layers, **arch_kwargs}
-    learn = xresnet.cnn_learner(getattr(xresnet, arch), data, lr=lr, opt_func=adam_opt(wd=wd),
-                                norm=byte_norm_tfm(*byte_channel_stats(data.train_ds)),
-                                aug_tfm=partial(crop_pad_flip, pad=pad), mixup=mixup, bf16=bf16, **kwargs)
+    if layers is not None: arch_kwargs['layers'] = layers
+    learn = recipe_learner(data, arch, lr, wd, pad, mixup, bf16, **arch_kwargs)
     start = time.perf_counter()
     learn.fit(epochs)
     return learn, time.perf_counter() - start

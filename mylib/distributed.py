@@ -127,7 +127,7 @@ class AllReduceGrads(Callback):
             g.copy_(flat[i:i + g.numel()].view_as(g))
             i += g.numel()
 
-# %% ../nbs/11b_distributed.ipynb #71b69632
+# %% ../nbs/11b_distributed.ipynb #84f18fb1
 class DistributedTrainer(Callback):
     "Data-parallel `fit`: the model in DDP, batches sharded by `DistributedSampler`, statistics summed over processes, rank 0 reporting."
     _order = -5  # before the statistics and progress callbacks read this epoch's numbers
@@ -161,7 +161,7 @@ class DistributedTrainer(Callback):
         valid_sampler = DistributedSampler(d.valid_ds, d.valid_dl.bs, shuffle=False)
         loader = lambda ds, dl, s: DataLoader(ds, sampler=s, collate_fn=dl.collate_fn, num_workers=dl.num_workers)
         self.run.data = DataBunch(loader(d.train_ds, d.train_dl, self.sampler), loader(d.valid_ds, d.valid_dl, valid_sampler),
-                                  c=d.c, c_in=d._c_in)
+                                  c=d.c, c_in=d.c_in)
 
     def begin_epoch(self):
         if self.ddp is None: self._wrap_model()

@@ -4,8 +4,11 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-# Debian packages that hold the course's offline data (see mylib.datasets).
-DATA_DEBS := dataset-fashion-mnist
+# Debian packages that hold the course's offline data (see mylib.datasets and mylib.corpora), and a file of each.
+DATA_DEBS  := dataset-fashion-mnist python3.11-doc fortunes fortunes-min
+DATA_FILES := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz \
+              /usr/share/doc/python3.11/html/_sources/library/os.rst.txt \
+              /usr/share/games/fortunes/people /usr/share/games/fortunes/fortunes
 
 .PHONY: env data test course export clean-nbs check-export
 
@@ -18,14 +21,17 @@ $(STAMP): requirements.txt setup.py settings.ini
 
 env: $(STAMP)
 
-# Data: Debian's packages where apt-get works as root, else downloads through mylib.datasets.
+# Data: Debian's packages where apt-get works as root, else downloads through mylib.datasets (Fashion-MNIST only:
+# the text corpora of notebooks 12-12c come from Debian's packages, or by URL as WikiText-103 and IMDB).
 data: $(STAMP)
-	@if [ -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then \
-	  echo "data: Fashion-MNIST found in /usr/share/datasets/fashion-mnist"; \
+	@missing=""; for f in $(DATA_FILES); do [ -f "$$f" ] || missing="$$missing $$f"; done; \
+	if [ -z "$$missing" ]; then \
+	  echo "data: Fashion-MNIST, Python's documentation sources and the fortunes found in /usr/share"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DATA_DEBS); \
 	else \
 	  $(PY) -m mylib.datasets fashion_mnist; \
+	  echo "data: not root, so the text corpora were not installed; run as root: apt-get install $(DATA_DEBS)"; \
 	fi
 
 check-export: $(STAMP)
@@ -33,7 +39,9 @@ check-export: $(STAMP)
 
 test: $(STAMP) data check-export
 	# two notebooks at a time, one torch thread each: 2 cores, and no thread waits for a busy core
-	MYLIB_QUICK=1 MYLIB_THREADS=1 $(VENV)/bin/nbdev_test --n_workers 2 --timing
+	MYLIB_QUICK=1 MYLIB_THREADS=1 $(VENV)/bin/nbdev_test --n_workers 2 --timing --skip_file_re '^([_.]|12c_)'
+	# 12c fine-tunes the language model that 12b saves (quick mode: its small one), so it runs after the others
+	MYLIB_QUICK=1 MYLIB_THREADS=1 $(VENV)/bin/nbdev_test --path nbs/12c_ulmfit.ipynb --timing
 	$(PY) -m pytest -q tests/
 
 course: $(STAMP) data

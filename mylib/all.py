@@ -3,9 +3,10 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/90_all.ipynb #4f650113
+# %% ../nbs/90_all.ipynb #60abb45c
 from . import (core, datasets, training, callbacks, stats, schedules, init, hooks, conv, norm, datablock,
-                   optimizers, learner, progress, augment, regularization, fp16, imagedata, xresnet, transfer, distributed)
+                   optimizers, learner, progress, augment, regularization, fp16, imagedata, xresnet, transfer, distributed,
+                   corpora, text, awd_lstm, ulmfit)
 from .core import *
 from .datasets import *
 from .training import *
@@ -27,7 +28,12 @@ from .imagedata import *
 from .xresnet import *
 from .transfer import *
 from .distributed import *
+from .corpora import *
+from .text import *
+from .awd_lstm import *
+from .ulmfit import *
 
 _modules = (core, datasets, training, callbacks, stats, schedules, init, hooks, conv, norm, datablock, optimizers,
-            learner, progress, augment, regularization, fp16, imagedata, xresnet, transfer, distributed)
+            learner, progress, augment, regularization, fp16, imagedata, xresnet, transfer, distributed, corpora, text,
+            awd_lstm, ulmfit)
 __all__ = [n for m in _modules for n in m.__all__]

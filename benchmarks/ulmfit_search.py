@@ -1,0 +1,48 @@
+"""The side search that chose notebook 12c's classifier recipe, on the validation split.
+
+It runs 12c's own code cells up to its classifier section (the task, the vocabulary, the pretrained model matched to
+it, the language-model fine-tuning; the bag-of-words cells are skipped), then trains the ULMFiT classifier for each
+variant below, by gradual unfreezing from the fine-tuned encoder, and prints train and validation accuracy. Full mode
+only (it needs 12b's full language model). Output of the runs that chose the recipe: benchmarks/ulmfit_search.txt.
+
+    python benchmarks/ulmfit_search.py
+"""
+import json, time
+from pathlib import Path
+
+NB = Path(__file__).resolve().parent.parent/'nbs'/'12c_ulmfit.ipynb'
+# (drop_mult, [(groups trained or None for all, epochs, peak lr), ...], seed)
+VARIANTS = [(0.5, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 2, 3e-3)], 0), (0.25, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 2, 3e-3)], 0),
+            (0.5, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 2, 1e-2)], 0), (0.25, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 3, 5e-3)], 0),
+            (0.25, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 3, 1e-2)], 0), (0.1, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 3, 1e-2)], 0),
+            (0.25, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 4, 1e-2)], 0), (0.25, [(1, 1, 3e-2), (2, 1, 2e-2), (None, 3, 2e-2)], 0),
+            (0.25, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 4, 1e-2)], 1), (0.25, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 4, 1e-2)], 2),
+            (0.5, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 4, 1e-2)], 0)]
+
+def notebook_setup():
+    "The namespace after 12c's code cells before '## The classifier', export cells and bag-of-words cells left out."
+    ns = {}
+    for c in json.loads(NB.read_text())['cells']:
+        src = ''.join(c['source'])
+        if c['cell_type'] == 'markdown' and src.startswith('## The classifier'): break
+        if c['cell_type'] == 'code' and '#| export' not in src and 'bow_' not in src: exec(src, ns)
+    return ns
+
+def main():
+    ns = notebook_setup()
+    from mylib.ulmfit import get_text_classifier, clas_learner, gradual_unfreeze
+    from mylib.core import set_seed
+    from mylib.training import accuracy
+    num, classes, ft, clas_data = ns['num'], ns['classes'], ns['ft'], ns['clas_data']
+    for dm, stages, seed in VARIANTS:
+        set_seed(seed)
+        model = get_text_classifier(len(num.vocab), len(classes), **ns['enc_config'], pad_token=num.pad_idx, drop_mult=dm)
+        model[0].module.load_state_dict(ft[0].state_dict())
+        learn = clas_learner(model, clas_data, metrics=[accuracy]); learn.avg_stats.show = False
+        t = time.perf_counter()
+        gradual_unfreeze(learn, stages)
+        h = learn.avg_stats.history[-1]
+        print(f'seed {seed} drop_mult {dm} stages {stages}: train acc {h["train_accuracy"]:.4f} '
+              f'valid {ns["split_accuracy"](learn.model, "valid"):.4f} ({time.perf_counter() - t:.0f}s)', flush=True)
+
+if __name__ == '__main__': main()

@@ -15,8 +15,8 @@ from .optimizers import adam_opt
 from .learner import Learner, param_getter, _atomic_save
 from .fp16 import AutocastCallback
 from .progress import ProgressCallback
-from .text import tokenize_text, UNK, PAD, BOS, EOS, TK_MAJ, TK_UP, NumericalizeProcessor
-from .awd_lstm import get_language_model, RNNTrainer, GradientClipping, cross_entropy_flat, accuracy_flat
+from .text import tokenize_text, PAD, BOS, EOS, TK_MAJ, TK_UP, NumericalizeProcessor
+from .awd_lstm import get_language_model, RNNTrainer, GradientClipping, cross_entropy_flat
 
 # %% ../nbs/12b_lm_pretrain.ipynb #e24fac55
 class KneserNeyBigram:
@@ -138,7 +138,6 @@ def load_lm(path):
     return model, vocab, config
 
 # %% ../nbs/12c_ulmfit.ipynb #4e0e6a52
-from collections import Counter
 import torch
 from torch import nn
 from .transfer import set_trainable

@@ -17,7 +17,8 @@ VARIANTS = [(0.5, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 2, 3e-3)], 0), (0.25, [(1,
             (0.25, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 3, 1e-2)], 0), (0.1, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 3, 1e-2)], 0),
             (0.25, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 4, 1e-2)], 0), (0.25, [(1, 1, 3e-2), (2, 1, 2e-2), (None, 3, 2e-2)], 0),
             (0.25, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 4, 1e-2)], 1), (0.25, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 4, 1e-2)], 2),
-            (0.5, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 4, 1e-2)], 0)]
+            (0.5, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 4, 1e-2)], 0),
+            (0.25, [(None, 6, 3e-3)], 0), (0.25, [(1, 1, 2e-2), (None, 5, 3e-3)], 0)]  # (after the choice) no gradual unfreezing
 
 def notebook_setup():
     "The namespace after 12c's code cells before '## The classifier', export cells and bag-of-words cells left out."

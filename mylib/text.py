@@ -205,7 +205,9 @@ class TokenizeProcessor(Processor):
         return tokenize(items, self.pre_rules, self.post_rules, self.n_workers, cache=self.cache,
                         show_progress=self.show_progress)
 
-    def proc1(self, item): return self.process([item])[0]
+    def proc1(self, item):
+        "One text (or path): tokenized here and now, without the pool or the cache, which pay off only for many."
+        return tokenize_text(item if isinstance(item, str) else read_text(item), self.pre_rules, self.post_rules)
     def deprocess(self, toks): return [self.deproc1(t) for t in toks]
     def deproc1(self, toks): return ' '.join(toks)
 

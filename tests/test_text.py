@@ -76,6 +76,12 @@ def test_tokenize_processor_reads_paths(tmp_path, cache):
     assert TokenizeProcessor(show_progress=False)([p, 'Hello there.']) == [[BOS, TK_MAJ, 'hello', 'there', '.', EOS]] * 2
     assert TokenizeProcessor().deproc1(['a', 'b']) == 'a b'
 
+def test_tokenize_processor_proc1_writes_no_cache(tmp_path, cache):
+    p = tmp_path/'doc.txt'; p.write_text('Hello there.')
+    proc = TokenizeProcessor(show_progress=False)
+    assert proc.proc1(p) == proc.proc1('Hello there.') == [BOS, TK_MAJ, 'hello', 'there', '.', EOS]
+    assert not tokens_cache_dir().exists() or not list(tokens_cache_dir().glob('*.npz'))
+
 # --- numericalizing ---
 def test_numericalize_vocab_order_min_freq_max_vocab():
     toks = [['b', 'a', 'b', 'c', 'a', 'b'], ['a', 'd']]

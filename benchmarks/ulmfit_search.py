@@ -20,30 +20,40 @@ VARIANTS = [(0.5, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 2, 3e-3)], 0), (0.25, [(1,
             (0.5, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 4, 1e-2)], 0),
             (0.25, [(None, 6, 3e-3)], 0), (0.25, [(1, 1, 2e-2), (None, 5, 3e-3)], 0)]  # (after the choice) no gradual unfreezing
 
-def notebook_setup():
-    "The namespace after 12c's code cells before '## The classifier', export cells and bag-of-words cells left out."
+def notebook_setup(lm=None, subs=()):
+    "12c's namespace before '## The classifier' (bag-of-words cells left out); LM file `lm`, source replacements `subs`."
     ns = {}
+    exec('import torch\nfrom torch import nn\nimport torch.nn.functional as F\nfrom mylib.transfer import set_trainable\n'
+         'from mylib.schedules import one_cycle', ns)  # what 12c's export cells import (they are defined in mylib.ulmfit)
     for c in json.loads(NB.read_text())['cells']:
         src = ''.join(c['source'])
         if c['cell_type'] == 'markdown' and src.startswith('## The classifier'): break
-        if c['cell_type'] == 'code' and '#| export' not in src and 'bow_' not in src: exec(src, ns)
+        if c['cell_type'] == 'code' and '#| export' not in src and 'bow_' not in src:
+            if lm is not None: src = src.replace('lm_path()', repr(str(lm)))
+            for a, b in subs: src = src.replace(a, b)
+            exec(src, ns)
     return ns
 
-def main():
-    ns = notebook_setup()
+def train_variant(ns, dm, stages, seed):
+    "A ULMFiT classifier from the fine-tuned encoder in `ns`, by gradual unfreezing; `(learner, seconds)`."
     from mylib.ulmfit import get_text_classifier, clas_learner, gradual_unfreeze
     from mylib.core import set_seed
     from mylib.training import accuracy
-    num, classes, ft, clas_data = ns['num'], ns['classes'], ns['ft'], ns['clas_data']
+    set_seed(seed)
+    model = get_text_classifier(len(ns['num'].vocab), len(ns['classes']), **ns['enc_config'], pad_token=ns['num'].pad_idx,
+                                drop_mult=dm)
+    model[0].module.load_state_dict(ns['ft'][0].state_dict())
+    learn = clas_learner(model, ns['clas_data'], metrics=[accuracy]); learn.avg_stats.show = False
+    t = time.perf_counter()
+    gradual_unfreeze(learn, stages)
+    return learn, time.perf_counter() - t
+
+def main():
+    ns = notebook_setup()
     for dm, stages, seed in VARIANTS:
-        set_seed(seed)
-        model = get_text_classifier(len(num.vocab), len(classes), **ns['enc_config'], pad_token=num.pad_idx, drop_mult=dm)
-        model[0].module.load_state_dict(ft[0].state_dict())
-        learn = clas_learner(model, clas_data, metrics=[accuracy]); learn.avg_stats.show = False
-        t = time.perf_counter()
-        gradual_unfreeze(learn, stages)
+        learn, secs = train_variant(ns, dm, stages, seed)
         h = learn.avg_stats.history[-1]
         print(f'seed {seed} drop_mult {dm} stages {stages}: train acc {h["train_accuracy"]:.4f} '
-              f'valid {ns["split_accuracy"](learn.model, "valid"):.4f} ({time.perf_counter() - t:.0f}s)', flush=True)
+              f'valid {ns["split_accuracy"](learn.model, "valid"):.4f} ({secs:.0f}s)', flush=True)
 
 if __name__ == '__main__': main()

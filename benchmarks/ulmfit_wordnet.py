@@ -1,0 +1,84 @@
+"""Does widening 12b's pretraining corpus with WordNet's glosses help 12c's classifier? Measured on the validation split.
+
+Python's documentation is technical prose: its 10,000 most frequent tokens hold only about a third of the fortunes'
+vocabulary. WordNet (Debian's `wordnet-base`, not part of `make data`: `apt-get install wordnet-base`) defines nearly
+every English word, one synset per line of its `data.*` files. This script adds one text per synset ("words: gloss;
+examples") to the documentation's training files, trains 12b's language model on that (12b's configuration, recipe,
+seed and vocabulary size), then runs 12c up to its classifier with that model and trains 12c's chosen classifier
+recipe over three seeds. Compare with benchmarks/ulmfit_search.txt (the documentation alone: validation 0.5923 mean)
+and with 12c's classifier from scratch (0.5988). Full mode only. Output: benchmarks/ulmfit_wordnet.txt.
+
+    python benchmarks/ulmfit_wordnet.py
+"""
+import re, statistics, sys, time
+from collections import Counter
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ulmfit_search import notebook_setup, train_variant
+from mylib.core import set_seed, set_threads
+from mylib.corpora import lm_corpus, text_task, read_text
+from mylib.datasets import data_dir
+from mylib.text import tokenize, NumericalizeProcessor, get_lm_dls
+from mylib.awd_lstm import get_language_model
+from mylib.schedules import one_cycle
+from mylib.ulmfit import rnn_learner, lm_perplexity, save_lm
+
+WORDNET = Path('/usr/share/wordnet')
+RECIPE = (0.25, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 4, 1e-2)])  # 12c's drop_mult and stages
+
+def synset_text(line):
+    "One line of a WordNet data file as a text: its words, a colon, its gloss (definition and quoted examples)."
+    head, gloss = line.split(' | ', 1)
+    fields = head.split()
+    n_words = int(fields[3], 16)
+    words = [re.sub(r'\([a-z]+\)$', '', w).replace('_', ' ') for w in fields[4:4 + 2 * n_words:2]]
+    return f"{', '.join(words)}: {gloss.strip()}"
+
+def wordnet_glosses(path=WORDNET):
+    "One text per synset of WordNet's nouns, verbs, adjectives and adverbs."
+    files = [path/f'data.{pos}' for pos in ('noun', 'verb', 'adj', 'adv')]
+    if not all(f.is_file() for f in files): sys.exit(f'no WordNet database in {path}: apt-get install wordnet-base')
+    return [synset_text(l) for f in files for l in read_text(f).splitlines() if not l.startswith('  ')]  # '  ': licence
+
+def coverage(vocab, toks):
+    "Share of the fortunes' tokens seen twice that `vocab` holds, and share of all their training tokens it covers."
+    c = Counter(t for d in toks for t in d)
+    kept, v = [t for t, n in c.items() if n >= 2], set(vocab)
+    return sum(t in v for t in kept), len(kept), sum(n for t, n in c.items() if t in v) / sum(c.values())
+
+def main():
+    print('torch threads:', set_threads())
+    glosses = wordnet_glosses()
+    print(f'{len(glosses):,} WordNet synsets, e.g. {glosses[1000]!r}')
+    train_docs, valid_docs = lm_corpus('python_docs')
+    t_docs, t_valid, t_wn = (tokenize(t, show_progress=False) for t in (train_docs, valid_docs, glosses))
+    print(f'training tokens: documentation {sum(map(len, t_docs)):,}, WordNet {sum(map(len, t_wn)):,}')
+    num = NumericalizeProcessor(max_vocab=10000)
+    train_ids = num.process(t_docs + t_wn)
+    docs_only = NumericalizeProcessor(max_vocab=10000); docs_only.process(t_docs)
+    t_fortunes = tokenize(text_task('fortunes')['train'][0], show_progress=False)
+    for name, v in (('documentation', docs_only.vocab), ('documentation + WordNet', num.vocab)):
+        shared, n, cov = coverage(v, t_fortunes)
+        print(f'vocabulary of {name}: {shared:,} of the {n:,} fortune tokens, {cov:.1%} of their training tokens')
+
+    config = dict(emb_sz=128, n_hid=384, n_layers=2, drop_mult=0.2)  # 12b's
+    data = get_lm_dls(train_ids, [num.proc1(d) for d in t_valid], 64, 70, valid_bs=64)
+    set_seed(0)
+    learn = rnn_learner(get_language_model(len(num.vocab), **config), data)
+    t = time.perf_counter()
+    learn.fit(1, cbs=one_cycle(1e-2, pct=0.25, moms=(0.8, 0.7, 0.8), mom='mom'))
+    print(f'language model: one epoch in {time.perf_counter() - t:.0f} s; perplexity on the held-out documentation '
+          f'{lm_perplexity(learn.model, data.valid_dl):.2f} (its own vocabulary, so not comparable with 12b\'s)')
+    path = save_lm(data_dir()/'models'/'lm_python_docs_wordnet.pt', learn.model, num.vocab, config)
+
+    ns = notebook_setup(lm=path)
+    print(f"12c with it: fortunes' validation perplexity {ns['ppl_before']:.1f} before fine-tuning, "
+          f"{ns['ppl_stage1']:.1f} after the embeddings, {ns['ppl_after']:.1f} after all layers")
+    accs = []
+    for seed in (0, 1, 2):
+        clas, secs = train_variant(ns, *RECIPE, seed)
+        accs.append(ns['split_accuracy'](clas.model, 'valid'))
+        print(f'seed {seed}: valid accuracy {accs[-1]:.4f} ({secs:.0f} s)', flush=True)
+    print(f'ULMFiT from the documentation + WordNet model: valid {statistics.mean(accs):.4f} ± {statistics.stdev(accs):.4f}')
+
+if __name__ == '__main__': main()

@@ -12,10 +12,9 @@ saves) as the first argument. Output: benchmarks/ulmfit_lm_epochs.txt.
 import statistics, sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ulmfit_search import notebook_setup, train_variant
+from ulmfit_search import CHOSEN, notebook_setup, train_variant
 from mylib.core import set_threads
 
-RECIPE = (0.25, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 4, 1e-2)])  # 12c's drop_mult and stages
 
 def main(lm=None, epochs=(6,)):
     print('torch threads:', set_threads())
@@ -28,7 +27,7 @@ def main(lm=None, epochs=(6,)):
               f"validation perplexity {ns['ppl_before']:.1f} -> {ns['ppl_stage1']:.1f} -> {ns['ppl_after']:.1f}", flush=True)
         accs = []
         for seed in (0, 1, 2):
-            clas, secs = train_variant(ns, *RECIPE, seed)
+            clas, secs = train_variant(ns, *CHOSEN, seed)
             accs.append(ns['split_accuracy'](clas.model, 'valid'))
             print(f'  seed {seed}: valid accuracy {accs[-1]:.4f} ({secs:.0f} s)', flush=True)
         print(f'  ULMFiT: valid {statistics.mean(accs):.4f} ± {statistics.stdev(accs):.4f}', flush=True)

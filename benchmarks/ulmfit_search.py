@@ -20,6 +20,8 @@ VARIANTS = [(0.5, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 2, 3e-3)], 0), (0.25, [(1,
             (0.5, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 4, 1e-2)], 0),
             (0.25, [(None, 6, 3e-3)], 0), (0.25, [(1, 1, 2e-2), (None, 5, 3e-3)], 0)]  # (after the choice) no gradual unfreezing
 
+CHOSEN = (0.25, [(1, 1, 2e-2), (2, 1, 1e-2), (None, 4, 1e-2)])  # the recipe 12c uses: drop_mult and stages
+
 def notebook_setup(lm=None, subs=()):
     "12c's namespace before '## The classifier' (bag-of-words cells left out); LM file `lm`, source replacements `subs`."
     ns = {}

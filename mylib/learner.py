@@ -221,26 +221,30 @@ class Learner:
                 f'callbacks {[type(cb).__name__ for cb in self.cbs]})')
 
 # %% ../nbs/09b_learner.ipynb #6352789b
-def _atomic_save(obj, path):
-    "`torch.save(obj)` into a temporary file next to `path`, flushed to disk, then renamed over `path`."
+def _atomic_save(obj, path, save=None):
+    "`save(obj, file)` (default `torch.save`) into a temporary file next to `path`, flushed to disk, then renamed over `path`."
     tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:8]}.tmp')
     try:
         with open(tmp, 'xb') as f:
-            torch.save(obj, f)
+            (save or torch.save)(obj, f)  # looked up at call time: 09b's test swaps torch.save
             f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
-def _check_same_model(ours, saved, path):
-    "Raise a ValueError naming the differences if state dicts `ours` and `saved` differ in keys or shapes."
+def _state_diff(ours, saved):
+    "How state dicts `ours` and `saved` differ in keys and shapes, a few notes of each kind (empty if they fit)."
     missing, extra = [k for k in ours if k not in saved], [k for k in saved if k not in ours]
     shapes = [f'{k} is {tuple(saved[k].shape)} there, {tuple(ours[k].shape)} here'
               for k in ours if k in saved and saved[k].shape != ours[k].shape]
-    if missing or extra or shapes:
-        what = ([f'not in the checkpoint: {missing[:4]}'] if missing else []) + (
-            [f'not in this model: {extra[:4]}'] if extra else []) + shapes[:4]
+    return ([f'not in the checkpoint: {missing[:4]}'] if missing else []) + (
+        [f'not in this model: {extra[:4]}'] if extra else []) + shapes[:4]
+
+def _check_same_model(ours, saved, path):
+    "Raise a ValueError naming the differences if state dicts `ours` and `saved` differ in keys or shapes."
+    what = _state_diff(ours, saved)
+    if what:
         raise ValueError(f'Learner.load: {path} holds a different architecture from this model ({"; ".join(what)}); '
                          'build the same model as the one that was saved, then load')
 

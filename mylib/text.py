@@ -8,7 +8,7 @@ __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_MAJ', '
            'SortSampler', 'SortishSampler', 'pad_collate', 'get_clas_dls']
 
 # %% ../nbs/12_text.ipynb #769d79e0
-import hashlib, html, math, os, re, uuid
+import hashlib, html, math, re
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -19,6 +19,7 @@ from .core import cpu_count
 from .datasets import data_dir
 from .training import DataLoader, DataBunch
 from .datablock import ItemList, Processor, get_files
+from .learner import _atomic_save
 from .corpora import read_text
 
 # %% ../nbs/12_text.ipynb #c7463897
@@ -125,11 +126,7 @@ def _save_tokens(path, docs):
     ids = np.fromiter((otoi[t] for d in docs for t in d), dtype=np.int32, count=sum(map(len, docs)))
     offsets = np.cumsum([0] + [len(d) for d in docs], dtype=np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:8]}.tmp')
-    try:
-        with open(tmp, 'wb') as f: np.savez(f, vocab=np.array(vocab, dtype=str), ids=ids, offsets=offsets)
-        os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
+    _atomic_save(dict(vocab=np.array(vocab, dtype=str), ids=ids, offsets=offsets), path, save=lambda o, f: np.savez(f, **o))
 
 def _load_tokens(path):
     with np.load(path) as z: vocab, ids, offsets = z['vocab'].tolist(), z['ids'], z['offsets'].tolist()

@@ -12,7 +12,7 @@ from .core import QUICK, listify
 from .datasets import data_dir
 from .stats import AvgStatsCallback, Recorder
 from .optimizers import adam_opt
-from .learner import Learner, param_getter, _atomic_save
+from .learner import Learner, param_getter, _atomic_save, _state_diff
 from .fp16 import AutocastCallback
 from .progress import ProgressCallback
 from .text import tokenize_text, PAD, BOS, EOS, TK_MAJ, TK_UP, NumericalizeProcessor
@@ -112,12 +112,6 @@ def save_lm(path, model, vocab, config):
                   'model': model.state_dict()}, path)  # 09b's: a temporary file, flushed, then renamed
     return path
 
-def _shape_diff(ours, theirs):
-    "The first few `(key, shape there, shape here)` where state dicts `theirs` and `ours` differ in keys or shapes."
-    want = {k: tuple(v.shape) for k, v in ours.items()}
-    got = {k: tuple(v.shape) for k, v in theirs.items()}
-    return [(k, got.get(k), want.get(k)) for k in sorted(want.keys() | got.keys()) if want.get(k) != got.get(k)][:3]
-
 def load_lm(path):
     "`(model, vocab, config)` from a file written by `save_lm`; a clear error if it is not one or does not fit."
     path = Path(path)
@@ -130,10 +124,10 @@ def load_lm(path):
         raise ValueError(f'load_lm: {path} is not a language model saved by save_lm')
     vocab, config = ckpt['vocab'], ckpt['config']
     model = get_language_model(len(vocab), **config)
-    diff = _shape_diff(model.state_dict(), ckpt['model'])
+    diff = _state_diff(model.state_dict(), ckpt['model'])  # 09b's comparison of keys and shapes
     if diff:
         raise ValueError(f'load_lm: the weights in {path} do not fit the configuration saved with them ({config}, a '
-                         f'vocabulary of {len(vocab)}): {diff} (key, shape there, shape here)')
+                         f'vocabulary of {len(vocab)}): {"; ".join(diff)}')
     model.load_state_dict(ckpt['model'])
     return model, vocab, config
 
@@ -142,6 +136,7 @@ import torch
 from torch import nn
 from .transfer import set_trainable
 from .schedules import one_cycle
+from .learner import _state_diff
 from .awd_lstm import AWD_LSTM, SequentialRNN
 import torch.nn.functional as F
 
@@ -166,13 +161,12 @@ def load_pretrained(model, path, vocab):
     "Load the language model saved at `path` into `model`, if it was trained with exactly this `vocab`."
     lm, lm_vocab, _ = load_lm(path)
     if list(lm_vocab) != list(vocab):
-        same = sum(a == b for a, b in zip(lm_vocab, vocab))
         first = next((i for i, (a, b) in enumerate(zip(lm_vocab, vocab)) if a != b), min(len(lm_vocab), len(vocab)))
         raise ValueError(f'load_pretrained: {path} was trained with another vocabulary ({len(lm_vocab):,} tokens there, '
                          f'{len(vocab):,} here; they first differ at index {first}). Its embeddings would be read as '
                          "the wrong words; map them with match_embeds(lm.state_dict(), lm_vocab, vocab) and load that")
-    diff = _shape_diff(model.state_dict(), lm.state_dict())
-    if diff: raise ValueError(f'load_pretrained: the model in {path} has another architecture: {diff} (key, there, here)')
+    diff = _state_diff(model.state_dict(), lm.state_dict())
+    if diff: raise ValueError(f'load_pretrained: the model in {path} has another architecture: {"; ".join(diff)}')
     model.load_state_dict(lm.state_dict())
     return model
 

@@ -45,31 +45,22 @@ def coverage(vocab, toks):
     kept, v = [t for t, n in c.items() if n >= 2], set(vocab)
     return sum(t in v for t in kept), len(kept), sum(n for t, n in c.items() if t in v) / sum(c.values())
 
-def main():
-    print('torch threads:', set_threads())
-    glosses = wordnet_glosses()
-    print(f'{len(glosses):,} WordNet synsets, e.g. {glosses[1000]!r}')
-    train_docs, valid_docs = lm_corpus('python_docs')
-    t_docs, t_valid, t_wn = (tokenize(t, show_progress=False) for t in (train_docs, valid_docs, glosses))
-    print(f'training tokens: documentation {sum(map(len, t_docs)):,}, WordNet {sum(map(len, t_wn)):,}')
+def pretrain(t_train, t_valid, epochs, path):
+    "12b's language model (configuration, recipe, seed, vocabulary size) trained `epochs` epochs on tokenized texts."
     num = NumericalizeProcessor(max_vocab=10000)
-    train_ids = num.process(t_docs + t_wn)
-    docs_only = NumericalizeProcessor(max_vocab=10000); docs_only.process(t_docs)
-    t_fortunes = tokenize(text_task('fortunes')['train'][0], show_progress=False)
-    for name, v in (('documentation', docs_only.vocab), ('documentation + WordNet', num.vocab)):
-        shared, n, cov = coverage(v, t_fortunes)
-        print(f'vocabulary of {name}: {shared:,} of the {n:,} fortune tokens, {cov:.1%} of their training tokens')
-
+    train_ids = num.process(t_train)
     config = dict(emb_sz=128, n_hid=384, n_layers=2, drop_mult=0.2)  # 12b's
     data = get_lm_dls(train_ids, [num.proc1(d) for d in t_valid], 64, 70, valid_bs=64)
     set_seed(0)
     learn = rnn_learner(get_language_model(len(num.vocab), **config), data)
     t = time.perf_counter()
-    learn.fit(1, cbs=one_cycle(1e-2, pct=0.25, moms=(0.8, 0.7, 0.8), mom='mom'))
-    print(f'language model: one epoch in {time.perf_counter() - t:.0f} s; perplexity on the held-out documentation '
-          f'{lm_perplexity(learn.model, data.valid_dl):.2f} (its own vocabulary, so not comparable with 12b\'s)')
-    path = save_lm(data_dir()/'models'/'lm_python_docs_wordnet.pt', learn.model, num.vocab, config)
+    learn.fit(epochs, cbs=one_cycle(1e-2, pct=0.25, moms=(0.8, 0.7, 0.8), mom='mom'))
+    print(f'language model: {epochs} epoch(s) in {time.perf_counter() - t:.0f} s; perplexity on the held-out '
+          f'documentation {lm_perplexity(learn.model, data.valid_dl):.2f}', flush=True)
+    return num, save_lm(path, learn.model, num.vocab, config)
 
+def ulmfit_valid(path):
+    "12c up to its classifier with the language model at `path`, then its chosen recipe over three seeds: accuracies."
     ns = notebook_setup(lm=path)
     print(f"12c with it: fortunes' validation perplexity {ns['ppl_before']:.1f} before fine-tuning, "
           f"{ns['ppl_stage1']:.1f} after the embeddings, {ns['ppl_after']:.1f} after all layers")
@@ -78,6 +69,22 @@ def main():
         clas, secs = train_variant(ns, *CHOSEN, seed)
         accs.append(ns['split_accuracy'](clas.model, 'valid'))
         print(f'seed {seed}: valid accuracy {accs[-1]:.4f} ({secs:.0f} s)', flush=True)
+    return accs
+
+def main():
+    print('torch threads:', set_threads())
+    glosses = wordnet_glosses()
+    print(f'{len(glosses):,} WordNet synsets, e.g. {glosses[1000]!r}')
+    train_docs, valid_docs = lm_corpus('python_docs')
+    t_docs, t_valid, t_wn = (tokenize(t, show_progress=False) for t in (train_docs, valid_docs, glosses))
+    print(f'training tokens: documentation {sum(map(len, t_docs)):,}, WordNet {sum(map(len, t_wn)):,}')
+    num, path = pretrain(t_docs + t_wn, t_valid, 1, data_dir()/'models'/'lm_python_docs_wordnet.pt')
+    docs_only = NumericalizeProcessor(max_vocab=10000); docs_only.process(t_docs)
+    t_fortunes = tokenize(text_task('fortunes')['train'][0], show_progress=False)
+    for name, v in (('documentation', docs_only.vocab), ('documentation + WordNet', num.vocab)):
+        shared, n, cov = coverage(v, t_fortunes)
+        print(f'vocabulary of {name}: {shared:,} of the {n:,} fortune tokens, {cov:.1%} of their training tokens')
+    accs = ulmfit_valid(path)
     print(f'ULMFiT from the documentation + WordNet model: valid {statistics.mean(accs):.4f} ± {statistics.stdev(accs):.4f}')
 
 if __name__ == '__main__': main()

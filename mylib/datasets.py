@@ -8,6 +8,7 @@ import gzip, hashlib, os, struct, tempfile, urllib.request, zlib
 from pathlib import Path
 import torch
 from fastprogress.fastprogress import progress_bar
+from .core import bars_drawn
 
 # %% ../nbs/00a_datasets.ipynb #a7732e12
 def data_dir():
@@ -38,7 +39,7 @@ def download(url, dest, md5=None, show_progress=True, timeout=30):
         with os.fdopen(fd, 'wb') as f, urllib.request.urlopen(url, timeout=timeout) as resp:
             size = int(resp.headers.get('Content-Length') or 0)
             h, got = hashlib.md5(), 0
-            pb = progress_bar(range(size), leave=False) if show_progress and size else None
+            pb = progress_bar(range(size), leave=False) if show_progress and size and bars_drawn() else None
             if pb: pb.update(0)  # start the bar's clock before the first chunk
             for chunk in iter(lambda: resp.read(1 << 16), b''):
                 f.write(chunk); h.update(chunk); got += len(chunk)
@@ -195,7 +196,7 @@ def normalize_to(train, valid):
 import json, os, re, shutil, tarfile, tempfile, time, urllib.error
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from fastprogress.fastprogress import progress_bar
+from .core import with_progress
 
 def safe_name(s):
     "`s` as a folder name safe on any filesystem: lower case, each run of other characters than a-z, 0-9, '.', '-' -> '_'."
@@ -305,8 +306,7 @@ def fashion_folder(n_per_class=None, dest=None, src=None, n_workers=None, show_p
                 jobs.append((tmp/split/cname, x[idxs], idxs))
         with ThreadPoolExecutor(n_workers or min(4, os.cpu_count() or 1)) as ex:
             done = ex.map(_write_pngs, jobs)
-            if show_progress: done = progress_bar(done, total=len(jobs), leave=False)
-            n = sum(done)
+            n = sum(with_progress(done, total=len(jobs), show=show_progress))
         counts = _tree_counts(tmp)
         if counts != expected: raise DataError(f'{dest}: wrote {counts}, expected {expected}')
         secs = time.perf_counter() - start

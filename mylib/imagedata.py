@@ -7,8 +7,7 @@ __all__ = ['fashion_valid_rows', 'tree_splitter', 'MemoryDataset', 'image_data',
 from functools import partial
 from pathlib import Path
 import torch
-from fastprogress.fastprogress import progress_bar
-from .core import listify
+from .core import listify, with_progress
 from .datasets import get_data, split_valid
 from .training import DataLoader, DataBunch, get_dls
 from .datablock import (ImageList, SplitData, LabeledData, CategoryProcessor, label_by_func, parent_labeler,
@@ -35,7 +34,7 @@ class MemoryDataset:
         dl = DataLoader(ld, bs, num_workers=num_workers)
         xs, ys = [], []
         try:
-            for xb, yb in (progress_bar(dl, leave=False) if show_progress else dl): xs.append(xb); ys.append(yb)
+            for xb, yb in with_progress(dl, show=show_progress): xs.append(xb); ys.append(yb)
         except RuntimeError as e:
             if 'stack expects each tensor to be equal size' not in str(e): raise
             raise ValueError('MemoryDataset: the images are not all the same size, so they cannot share one tensor; add '

@@ -4,22 +4,18 @@
 __all__ = ['ProgressCallback']
 
 # %% ../nbs/09c_add_progress_bar.ipynb #fc392012
-import sys, time
+import time
 import torch
 from fastprogress.fastprogress import (master_bar, ConsoleMasterBar, ConsoleProgressBar, MasterBar, ProgressBar,
                                        NBMasterBar, NBProgressBar, format_time)
+from .core import on_terminal
 from .callbacks import Callback
 from .stats import AvgStatsCallback
-
-def _on_terminal():
-    "Whether standard output is a terminal (where a bar can redraw its line), as Python sees it now."
-    try: return sys.stdout.isatty()
-    except (AttributeError, ValueError): return False  # no stdout, or a closed one
 
 class _ConsoleBar(ConsoleProgressBar):
     "fastprogress's console bar, drawn only when standard output is a terminal (and without its test character otherwise)."
     def __init__(self, gen, total=None, display=True, leave=True, parent=None, master=None, txt_len=60):
-        self.on_tty = _on_terminal()
+        self.on_tty = on_terminal()
         if self.on_tty: return super().__init__(gen, total, display, leave, parent, master, txt_len)
         self.cols, self.length, self.max_len, self.prefix = 100, 40, 0, ''
         ProgressBar.__init__(self, gen, total, display, leave, parent, master)

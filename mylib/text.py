@@ -14,8 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 import numpy as np
 import torch
-from fastprogress.fastprogress import progress_bar
-from .core import cpu_count
+from .core import cpu_count, with_progress
 from .datasets import data_dir
 from .training import DataLoader, DataBunch
 from .datablock import ItemList, Processor, get_files
@@ -105,8 +104,7 @@ def _tok_chunk(args):
 def _run_chunks(chunks, n_workers, show_progress):
     "The token lists of all `chunks`, in order: in this process, or on a pool of `n_workers` processes."
     def gather(parts):
-        if show_progress: parts = progress_bar(parts, total=len(chunks), leave=False)
-        return [d for part in parts for d in part]
+        return [d for part in with_progress(parts, total=len(chunks), show=show_progress) for d in part]
     if n_workers <= 1: return gather(map(_tok_chunk, chunks))
     with ProcessPoolExecutor(n_workers) as ex: return gather(ex.map(_tok_chunk, chunks))
 

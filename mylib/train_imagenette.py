@@ -15,7 +15,8 @@ from .augment import crop_pad_flip
 from .imagedata import image_data, fashion_valid_rows, byte_norm_tfm, byte_channel_stats
 from .optimizers import adam_opt
 from . import xresnet
-from .distributed import init_dist, cleanup_dist, get_world_size, is_main, DistributedTrainer
+from .distributed import (
+    init_dist, cleanup_dist, get_world_size, is_main, launched_by_torchrun, exit_now, DistributedTrainer)
 
 # %% ../nbs/11b_distributed.ipynb #007896cc
 def get_args(argv=None):
@@ -95,4 +96,6 @@ def train_main(argv=None):
             if a.save and not distributed: learn.save(a.save)
     finally: cleanup_dist()
 
-if __name__ == '__main__' and 'get_ipython' not in globals(): train_main()  # as a program, not when a notebook runs this cell
+if __name__ == '__main__' and 'get_ipython' not in globals():  # as a program, not when a notebook runs this cell
+    train_main()
+    if launched_by_torchrun(): exit_now()  # a finished rank skips the teardown where gloo can abort it

@@ -180,3 +180,49 @@ def test_record_result_without_env_writes_nothing(tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     core.record_result(x=1)
     assert list(tmp_path.iterdir()) == [] and 'x: 1' in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------------- progress
+
+PROGRESS_SCRIPT = '''
+from mylib.core import with_progress, bars_drawn
+from mylib.text import tokenize
+r = range(3)
+print(with_progress(r) is r, bars_drawn())
+tokenize(['Some text.'] * 40, n_workers=1, chunksize=10, cache=False)  # a bar over 4 chunks, if there is a terminal
+print('done')
+'''
+
+def _run_piped(code):
+    import os, subprocess, sys
+    env = {k: v for k, v in os.environ.items() if k != 'MYLIB_QUICK'}
+    res = subprocess.run([sys.executable, '-c', code], capture_output=True, timeout=60, env=env)
+    assert res.returncode == 0, res.stderr.decode()
+    return res.stdout.decode()
+
+def test_progress_into_a_pipe_draws_nothing():
+    "Standard output a pipe (a log, CI): no bar is made, so no \\r or bar characters land in the output."
+    out = _run_piped(PROGRESS_SCRIPT)
+    assert out.splitlines() == ['True False', 'done']
+
+@pytest.mark.skipif(not hasattr(__import__('os'), 'openpty'), reason='needs a pseudo-terminal')
+def test_progress_on_a_terminal_draws():
+    import os, pty, subprocess, sys
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != 'MYLIB_QUICK'}
+    p = subprocess.Popen([sys.executable, '-c', PROGRESS_SCRIPT], stdout=slave, stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try: chunk = os.read(master, 4096)
+        except OSError: break
+        if not chunk: break
+        chunks.append(chunk)
+    os.close(master)
+    assert p.wait(timeout=60) == 0, p.stderr.read().decode()
+    raw = b''.join(chunks).decode()
+    assert 'False True' in raw and '100.00% [4/4' in raw and '\r' in raw
+
+def test_progress_show_false_is_the_iterable():
+    xs = [1, 2]
+    assert core.with_progress(xs, show=False) is xs

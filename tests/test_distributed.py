@@ -119,3 +119,13 @@ def test_failing_process_stops_the_others():
     start = time.perf_counter()
     with pytest.raises(Exception, match='rank 1 fails on purpose'): run_distributed(one_fails, 2, timeout=20)
     assert time.perf_counter() - start < 30 and not multiprocessing.active_children() and not dist.is_initialized()
+
+
+def test_exit_now_flushes_and_skips_teardown():
+    "exit_now keeps what was written (stdout a pipe, so block-buffered) and exits with its code, without atexit handlers."
+    import subprocess, sys
+    code = ("import atexit, sys; from mylib.distributed import exit_now\n"
+            "atexit.register(lambda: print('teardown ran'))\n"
+            "print('result', end=''); sys.stderr.write('warning'); exit_now(3)")
+    res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert (res.returncode, res.stdout, res.stderr) == (3, 'result', 'warning')

@@ -1,6 +1,6 @@
 """Shared fixtures: a guard that keeps every test off the network (127.0.0.1 only), a per-test time limit,
 and a small HTTP server on 127.0.0.1 that tests fill with files and misbehaving routes."""
-import hashlib, http.server, ipaddress, signal, socket, threading
+import hashlib, http.server, ipaddress, os, signal, socket, threading
 import pytest
 
 TEST_TIME_LIMIT = 30  # seconds; any single test taking longer is a hang, not a slow test
@@ -45,6 +45,22 @@ def time_limit():
 
 
 def md5(data): return hashlib.md5(data).hexdigest()
+
+def run_in_pty(code, env=None, timeout=60):
+    "Run `python -c code` with a pseudo-terminal as its standard output; all it wrote, carriage returns included."
+    import pty, subprocess, sys
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, '-c', code], stdout=slave, stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try: chunk = os.read(master, 4096)
+        except OSError: break  # the program has finished and closed its end
+        if not chunk: break
+        chunks.append(chunk)
+    os.close(master)
+    assert p.wait(timeout=timeout) == 0, p.stderr.read().decode()
+    return b''.join(chunks).decode()
 
 class LocalServer:
     """What `local_server` serves. `files[path] = bytes` serves a file; `cut[path] = (bytes, declared_length)`

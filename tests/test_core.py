@@ -1,11 +1,12 @@
 "Tests for mylib.core: the test helpers, seeding and quick mode."
 # Import the module, not its names: pytest would collect `test`, `test_eq` and `test_near` as tests.
-import importlib, random
+import importlib, os, random, subprocess, sys
 import numpy as np
 import pytest
 import torch
 
 import mylib.core as core
+from conftest import run_in_pty
 
 # ---------------------------------------------------------------------------------------------------- test_near
 
@@ -193,34 +194,17 @@ tokenize(['Some text.'] * 40, n_workers=1, chunksize=10, cache=False)  # a bar o
 print('done')
 '''
 
-def _run_piped(code):
-    import os, subprocess, sys
-    env = {k: v for k, v in os.environ.items() if k != 'MYLIB_QUICK'}
-    res = subprocess.run([sys.executable, '-c', code], capture_output=True, timeout=60, env=env)
-    assert res.returncode == 0, res.stderr.decode()
-    return res.stdout.decode()
-
 def test_progress_into_a_pipe_draws_nothing():
     "Standard output a pipe (a log, CI): no bar is made, so no \\r or bar characters land in the output."
-    out = _run_piped(PROGRESS_SCRIPT)
-    assert out.splitlines() == ['True False', 'done']
-
-@pytest.mark.skipif(not hasattr(__import__('os'), 'openpty'), reason='needs a pseudo-terminal')
-def test_progress_on_a_terminal_draws():
-    import os, pty, subprocess, sys
-    master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != 'MYLIB_QUICK'}
-    p = subprocess.Popen([sys.executable, '-c', PROGRESS_SCRIPT], stdout=slave, stderr=subprocess.PIPE, env=env)
-    os.close(slave)
-    chunks = []
-    while True:
-        try: chunk = os.read(master, 4096)
-        except OSError: break
-        if not chunk: break
-        chunks.append(chunk)
-    os.close(master)
-    assert p.wait(timeout=60) == 0, p.stderr.read().decode()
-    raw = b''.join(chunks).decode()
+    res = subprocess.run([sys.executable, '-c', PROGRESS_SCRIPT], capture_output=True, timeout=60, env=env)
+    assert res.returncode == 0, res.stderr.decode()
+    assert res.stdout.decode().splitlines() == ['True False', 'done']
+
+@pytest.mark.skipif(not hasattr(os, 'openpty'), reason='needs a pseudo-terminal')
+def test_progress_on_a_terminal_draws():
+    "On a pseudo-terminal the bar is drawn."
+    raw = run_in_pty(PROGRESS_SCRIPT, env={k: v for k, v in os.environ.items() if k != 'MYLIB_QUICK'})
     assert 'False True' in raw and '100.00% [4/4' in raw and '\r' in raw
 
 def test_progress_show_false_is_the_iterable():

@@ -2,7 +2,7 @@
 Exactness (two processes on half batches end like one process on whole batches; by hand = DDP), the sampler
 (against PyTorch's, over processes and epochs), DistributedTrainer (synchronised weights, statistics over all items,
 the process group left after fit, also after an error), and a failing process stopping the others."""
-import math, multiprocessing, time
+import math, multiprocessing, subprocess, sys, time
 import pytest
 import torch
 import torch.distributed as dist
@@ -123,7 +123,6 @@ def test_failing_process_stops_the_others():
 
 def test_exit_now_flushes_and_skips_teardown():
     "exit_now keeps what was written (stdout a pipe, so block-buffered) and exits with its code, without atexit handlers."
-    import subprocess, sys
     code = ("import atexit, sys; from mylib.distributed import exit_now\n"
             "atexit.register(lambda: print('teardown ran'))\n"
             "print('result', end=''); sys.stderr.write('warning'); exit_now(3)")

@@ -2,6 +2,7 @@
 cancellation, callbacks management, parameter groups, and the progress output in a console or a log."""
 import os, sys, subprocess
 import pytest
+from conftest import run_in_pty
 import torch
 import torch.nn.functional as F
 from torch import nn, optim
@@ -430,20 +431,8 @@ def test_progress_console_in_a_pipe():
 @pytest.mark.skipif(not hasattr(os, 'openpty'), reason='needs a pseudo-terminal')
 def test_progress_console_in_a_terminal():
     "On a terminal the bars are drawn (and wiped at the end of each pass), around the same table."
-    import pty
-    master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != 'MYLIB_QUICK'}
-    p = subprocess.Popen([sys.executable, '-c', SCRIPT], stdout=slave, stderr=subprocess.PIPE, env={**env, 'COLUMNS': '100'})
-    os.close(slave)
-    chunks = []
-    while True:
-        try: chunk = os.read(master, 4096)
-        except OSError: break
-        if not chunk: break
-        chunks.append(chunk)
-    os.close(master)
-    assert p.wait(timeout=25) == 0, p.stderr.read().decode()
-    raw = b''.join(chunks).decode()
+    raw = run_in_pty(SCRIPT, env={**env, 'COLUMNS': '100'}, timeout=25)
     assert 'Epoch 1/2' in raw and '100.00%' in raw and '\r' in raw
     lines = [l.split('\r')[-1].split() for l in raw.replace('\r\n', '\n').split('\n')]
     assert [l[0] for l in lines if l] == ['epoch', '1', '2']

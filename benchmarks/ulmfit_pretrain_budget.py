@@ -9,10 +9,11 @@ benchmarks/ulmfit_pretrain_budget.txt.
 
     python benchmarks/ulmfit_pretrain_budget.py EPOCHS [--wordnet]
 """
-import statistics, sys
+import sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ulmfit_wordnet import pretrain, ulmfit_valid, wordnet_glosses
+from ulmfit_search import pretrain, setup_with_lm, valid_seeds
+from ulmfit_wordnet import wordnet_glosses
 from mylib.core import set_threads
 from mylib.corpora import lm_corpus
 from mylib.datasets import data_dir
@@ -26,8 +27,8 @@ def main(epochs, wordnet=False):
     name = 'documentation' + (' + WordNet' if wordnet else '')
     print(f'{name}: {sum(map(len, t_train)):,} training tokens, {epochs} epoch(s)', flush=True)
     _, path = pretrain(t_train, t_valid, epochs, data_dir()/'models'/f'lm_budget_{epochs}{"_wordnet" if wordnet else ""}.pt')
-    accs = ulmfit_valid(path)
-    print(f'ULMFiT from {epochs} epoch(s) of the {name}: valid {statistics.mean(accs):.4f} ± {statistics.stdev(accs):.4f}')
+    ns = setup_with_lm(path)
+    print(f'ULMFiT from {epochs} epoch(s) of the {name}:'); valid_seeds(ns)
 
 if __name__ == '__main__':
     args = sys.argv[1:]

@@ -4,10 +4,11 @@ It runs 12c's own code cells up to its classifier section (the task, the vocabul
 it, the language-model fine-tuning; the bag-of-words cells are skipped), then trains the ULMFiT classifier for each
 variant below, by gradual unfreezing from the fine-tuned encoder, and prints train and validation accuracy. Full mode
 only (it needs 12b's full language model). Output of the runs that chose the recipe: benchmarks/ulmfit_search.txt.
+The other ulmfit_* benchmarks use its helpers: `notebook_setup`, `setup_with_lm`, `train_variant`, `valid_seeds`, `pretrain`.
 
     python benchmarks/ulmfit_search.py
 """
-import json, time
+import json, statistics, time
 from pathlib import Path
 
 NB = Path(__file__).resolve().parent.parent/'nbs'/'12c_ulmfit.ipynb'
@@ -36,6 +37,13 @@ def notebook_setup(lm=None, subs=()):
             exec(src, ns)
     return ns
 
+def setup_with_lm(path):
+    "`notebook_setup` with the language model saved at `path`, printing the fortunes' perplexities it goes through."
+    ns = notebook_setup(lm=path)
+    print(f"12c with it: fortunes' validation perplexity {ns['ppl_before']:.1f} before fine-tuning, "
+          f"{ns['ppl_stage1']:.1f} after the embeddings, {ns['ppl_after']:.1f} after all layers")
+    return ns
+
 def train_variant(ns, dm, stages, seed):
     "A ULMFiT classifier from the fine-tuned encoder in `ns`, by gradual unfreezing; `(learner, seconds)`."
     from mylib.ulmfit import get_text_classifier, clas_learner, gradual_unfreeze
@@ -49,6 +57,35 @@ def train_variant(ns, dm, stages, seed):
     t = time.perf_counter()
     gradual_unfreeze(learn, stages)
     return learn, time.perf_counter() - t
+
+def valid_seeds(ns, seeds=(0, 1, 2)):
+    "12c's chosen recipe from the fine-tuned encoder in `ns`, once per seed: the validation accuracies, printed as they come."
+    accs = []
+    for seed in seeds:
+        clas, secs = train_variant(ns, *CHOSEN, seed)
+        accs.append(ns['split_accuracy'](clas.model, 'valid'))
+        print(f'  seed {seed}: valid accuracy {accs[-1]:.4f} ({secs:.0f} s)', flush=True)
+    print(f'  ULMFiT: valid {statistics.mean(accs):.4f} ± {statistics.stdev(accs):.4f}', flush=True)
+    return accs
+
+def pretrain(t_train, t_valid, epochs, path):
+    "12b's language model (its saved configuration and vocabulary size, its recipe) trained `epochs` epochs on token lists."
+    from mylib.core import set_seed
+    from mylib.text import NumericalizeProcessor, get_lm_dls
+    from mylib.awd_lstm import get_language_model
+    from mylib.schedules import one_cycle
+    from mylib.ulmfit import rnn_learner, lm_perplexity, save_lm, load_lm, lm_path
+    _, vocab, config = load_lm(lm_path())  # 12b's model: its configuration and vocabulary size
+    num = NumericalizeProcessor(max_vocab=len(vocab))
+    train_ids = num.process(t_train)
+    data = get_lm_dls(train_ids, [num.proc1(d) for d in t_valid], 64, 70, valid_bs=64)
+    set_seed(0)
+    learn = rnn_learner(get_language_model(len(num.vocab), **config), data)
+    t = time.perf_counter()
+    learn.fit(epochs, cbs=one_cycle(1e-2, pct=0.25, moms=(0.8, 0.7, 0.8), mom='mom'))  # 12b's schedule
+    print(f'language model: {epochs} epoch(s) in {time.perf_counter() - t:.0f} s; perplexity on the held-out '
+          f'documentation {lm_perplexity(learn.model, data.valid_dl):.2f}', flush=True)
+    return num, save_lm(path, learn.model, num.vocab, config)
 
 def main():
     ns = notebook_setup()

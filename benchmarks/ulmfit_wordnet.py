@@ -10,18 +10,15 @@ and with 12c's classifier from scratch (0.5988). Full mode only. Output: benchma
 
     python benchmarks/ulmfit_wordnet.py
 """
-import re, statistics, sys, time
+import re, sys
 from collections import Counter
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ulmfit_search import CHOSEN, notebook_setup, train_variant
-from mylib.core import set_seed, set_threads
+from ulmfit_search import pretrain, setup_with_lm, valid_seeds
+from mylib.core import set_threads
 from mylib.corpora import lm_corpus, text_task, read_text
 from mylib.datasets import data_dir
-from mylib.text import tokenize, NumericalizeProcessor, get_lm_dls
-from mylib.awd_lstm import get_language_model
-from mylib.schedules import one_cycle
-from mylib.ulmfit import rnn_learner, lm_perplexity, save_lm
+from mylib.text import tokenize, NumericalizeProcessor
 
 WORDNET = Path('/usr/share/wordnet')
 
@@ -45,32 +42,6 @@ def coverage(vocab, toks):
     kept, v = [t for t, n in c.items() if n >= 2], set(vocab)
     return sum(t in v for t in kept), len(kept), sum(n for t, n in c.items() if t in v) / sum(c.values())
 
-def pretrain(t_train, t_valid, epochs, path):
-    "12b's language model (configuration, recipe, seed, vocabulary size) trained `epochs` epochs on tokenized texts."
-    num = NumericalizeProcessor(max_vocab=10000)
-    train_ids = num.process(t_train)
-    config = dict(emb_sz=128, n_hid=384, n_layers=2, drop_mult=0.2)  # 12b's
-    data = get_lm_dls(train_ids, [num.proc1(d) for d in t_valid], 64, 70, valid_bs=64)
-    set_seed(0)
-    learn = rnn_learner(get_language_model(len(num.vocab), **config), data)
-    t = time.perf_counter()
-    learn.fit(epochs, cbs=one_cycle(1e-2, pct=0.25, moms=(0.8, 0.7, 0.8), mom='mom'))
-    print(f'language model: {epochs} epoch(s) in {time.perf_counter() - t:.0f} s; perplexity on the held-out '
-          f'documentation {lm_perplexity(learn.model, data.valid_dl):.2f}', flush=True)
-    return num, save_lm(path, learn.model, num.vocab, config)
-
-def ulmfit_valid(path):
-    "12c up to its classifier with the language model at `path`, then its chosen recipe over three seeds: accuracies."
-    ns = notebook_setup(lm=path)
-    print(f"12c with it: fortunes' validation perplexity {ns['ppl_before']:.1f} before fine-tuning, "
-          f"{ns['ppl_stage1']:.1f} after the embeddings, {ns['ppl_after']:.1f} after all layers")
-    accs = []
-    for seed in (0, 1, 2):
-        clas, secs = train_variant(ns, *CHOSEN, seed)
-        accs.append(ns['split_accuracy'](clas.model, 'valid'))
-        print(f'seed {seed}: valid accuracy {accs[-1]:.4f} ({secs:.0f} s)', flush=True)
-    return accs
-
 def main():
     print('torch threads:', set_threads())
     glosses = wordnet_glosses()
@@ -84,7 +55,7 @@ def main():
     for name, v in (('documentation', docs_only.vocab), ('documentation + WordNet', num.vocab)):
         shared, n, cov = coverage(v, t_fortunes)
         print(f'vocabulary of {name}: {shared:,} of the {n:,} fortune tokens, {cov:.1%} of their training tokens')
-    accs = ulmfit_valid(path)
-    print(f'ULMFiT from the documentation + WordNet model: valid {statistics.mean(accs):.4f} ± {statistics.stdev(accs):.4f}')
+    ns = setup_with_lm(path)
+    print('ULMFiT from the documentation + WordNet model:'); valid_seeds(ns)
 
 if __name__ == '__main__': main()

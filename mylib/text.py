@@ -18,7 +18,7 @@ from .core import cpu_count, with_progress
 from .datasets import data_dir
 from .training import DataLoader, DataBunch
 from .datablock import ItemList, Processor, get_files
-from .learner import _atomic_save
+from .learner import atomic_save
 from .corpora import read_text
 
 # %% ../nbs/12_text.ipynb #c7463897
@@ -124,7 +124,8 @@ def _save_tokens(path, docs):
     ids = np.fromiter((otoi[t] for d in docs for t in d), dtype=np.int32, count=sum(map(len, docs)))
     offsets = np.cumsum([0] + [len(d) for d in docs], dtype=np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save(dict(vocab=np.array(vocab, dtype=str), ids=ids, offsets=offsets), path, save=lambda o, f: np.savez(f, **o))
+    arrays = dict(vocab=np.array(vocab, dtype=str), ids=ids, offsets=offsets)
+    atomic_save(arrays, path, save=lambda o, f: np.savez(f, **o))
 
 def _load_tokens(path):
     with np.load(path) as z: vocab, ids, offsets = z['vocab'].tolist(), z['ids'], z['offsets'].tolist()

@@ -12,7 +12,7 @@ from .core import QUICK, listify
 from .datasets import data_dir
 from .stats import AvgStatsCallback, Recorder
 from .optimizers import adam_opt
-from .learner import Learner, param_getter, _atomic_save, _state_diff
+from .learner import Learner, param_getter, atomic_save, state_diff
 from .fp16 import AutocastCallback
 from .progress import ProgressCallback
 from .text import tokenize_text, PAD, BOS, EOS, TK_MAJ, TK_UP, NumericalizeProcessor
@@ -108,7 +108,7 @@ def save_lm(path, model, vocab, config):
     "Write `model`'s weights with its `vocab` and `config` (the arguments of `get_language_model`) to `path`, atomically."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save({'format': 'mylib.lm', 'version': 1, 'vocab': list(vocab), 'config': dict(config),
+    atomic_save({'format': 'mylib.lm', 'version': 1, 'vocab': list(vocab), 'config': dict(config),
                   'model': model.state_dict()}, path)  # 09b's: a temporary file, flushed, then renamed
     return path
 
@@ -124,7 +124,7 @@ def load_lm(path):
         raise ValueError(f'load_lm: {path} is not a language model saved by save_lm')
     vocab, config = ckpt['vocab'], ckpt['config']
     model = get_language_model(len(vocab), **config)
-    diff = _state_diff(model.state_dict(), ckpt['model'])  # 09b's comparison of keys and shapes
+    diff = state_diff(model.state_dict(), ckpt['model'])  # 09b's comparison of keys and shapes
     if diff:
         raise ValueError(f'load_lm: the weights in {path} do not fit the configuration saved with them ({config}, a '
                          f'vocabulary of {len(vocab)}): {"; ".join(diff)}')
@@ -136,7 +136,6 @@ import torch
 from torch import nn
 from .transfer import set_trainable
 from .schedules import one_cycle
-from .learner import _state_diff
 from .awd_lstm import AWD_LSTM, SequentialRNN
 import torch.nn.functional as F
 
@@ -165,7 +164,7 @@ def load_pretrained(model, path, vocab):
         raise ValueError(f'load_pretrained: {path} was trained with another vocabulary ({len(lm_vocab):,} tokens there, '
                          f'{len(vocab):,} here; they first differ at index {first}). Its embeddings would be read as '
                          "the wrong words; map them with match_embeds(lm.state_dict(), lm_vocab, vocab) and load that")
-    diff = _state_diff(model.state_dict(), lm.state_dict())
+    diff = state_diff(model.state_dict(), lm.state_dict())
     if diff: raise ValueError(f'load_pretrained: the model in {path} has another architecture: {"; ".join(diff)}')
     model.load_state_dict(lm.state_dict())
     return model

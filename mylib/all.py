@@ -3,10 +3,10 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/90_all.ipynb #60abb45c
+# %% ../nbs/90_all.ipynb #2ba169f8
 from . import (core, datasets, training, callbacks, stats, schedules, init, hooks, conv, norm, datablock,
                    optimizers, learner, progress, augment, regularization, fp16, imagedata, xresnet, transfer, distributed,
-                   corpora, text, awd_lstm, ulmfit)
+                   corpora, text, wordvec, awd_lstm, ulmfit, textclas)
 from .core import *
 from .datasets import *
 from .training import *
@@ -30,10 +30,12 @@ from .transfer import *
 from .distributed import *
 from .corpora import *
 from .text import *
+from .wordvec import *
 from .awd_lstm import *
 from .ulmfit import *
+from .textclas import *
 
 _modules = (core, datasets, training, callbacks, stats, schedules, init, hooks, conv, norm, datablock, optimizers,
             learner, progress, augment, regularization, fp16, imagedata, xresnet, transfer, distributed, corpora, text,
-            awd_lstm, ulmfit)
+            wordvec, awd_lstm, ulmfit, textclas)
 __all__ = [n for m in _modules for n in m.__all__]

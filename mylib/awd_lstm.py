@@ -252,7 +252,7 @@ def accuracy_flat(input, target):
     _check_flat(input, target, 'accuracy_flat')
     return (input.argmax(-1) == target).float().mean()
 
-# %% ../nbs/12a_awd_lstm.ipynb #2667ef59
+# %% ../nbs/12a_awd_lstm.ipynb #9f41b988
 def _check_nonneg(v, name, where):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
         raise ValueError(f'{where}: {name} must be a number >= 0 (0 turns it off), got {v!r}')
@@ -283,7 +283,8 @@ class RNNTrainer(Callback):
         if not self.in_train: return  # validation: the plain loss, so that exp(valid loss) is the perplexity
         ar = self.alpha * self.out[-1].float().pow(2).mean()  # on the last layer's dropped outputs
         raw = self.raw_out[-1]
-        tar = self.beta * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean()  # on its raw outputs, step to step
+        # on its raw outputs, step to step; a batch of one step has no such change, and the mean over none is nan
+        tar = self.beta * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean() if raw.size(1) > 1 else ar.new_zeros(())
         self.run.loss = self.loss + ar + tar
         self.ar, self.tar = ar.detach(), tar.detach()
 

@@ -26,7 +26,7 @@ def _is_factory_misuse(opt_func):
     "True if `opt_func` is one of notebook 09's factories itself (`sgd_opt`), not what calling it returns (`sgd_opt()`)."
     return getattr(opt_func, '__module__', None) == 'mylib.optimizers' and opt_func.__name__ in ('sgd_opt', 'adam_opt', 'lamb')
 
-# %% ../nbs/09b_learner.ipynb #a78bfd0d
+# %% ../nbs/09b_learner.ipynb #b0df0a62
 class Learner:
     "Model, data, loss and optimizer (made by `opt_func` from the `splitter`'s parameter groups), and the callback loop."
     def __init__(self, model, data, loss_func, opt_func=None, lr=1e-2, splitter=param_getter, cbs=None, cb_funcs=None):
@@ -139,10 +139,25 @@ class Learner:
         self.opt.zero_grad()
 
     def one_batch(self, i, xb, yb):
-        self.iter, self.xb, self.yb = i, xb, yb
+        self.iter, self.xb, self.yb, last_loss = i, xb, yb, self.loss
         try: self._do_batch()
         except CancelBatchException: self('after_cancel_batch')
+        if self.in_train and self.loss is not last_loss: self._check_loss()  # a loss this batch computed
         self('after_batch')
+
+    def _check_loss(self):
+        "Raise a `FloatingPointError` saying where and what to check if this training batch's loss is nan or infinite."
+        loss = torch.as_tensor(self.loss).detach()
+        if torch.isfinite(loss).all(): return
+        shape = lambda b: tuple(b.shape) if hasattr(b, 'shape') else type(b).__name__
+        raise FloatingPointError(
+            f'Learner.fit: the training loss is {loss.item() if loss.numel() == 1 else "not finite"} at batch '
+            f'{self.iter + 1} of {self.iters} in epoch {self.epoch + 1} (inputs {shape(self.xb)}, targets '
+            f'{shape(self.yb)}); training stops here, and if the optimizer stepped on it, the weights may be nan too. '
+            'Check: a batch with nothing to average (no rows, or a sequence one step long where a penalty compares '
+            'steps) makes a mean over nothing, which is nan; nan or inf in the inputs or targets; a learning rate too '
+            'high (the loss grew over the last batches: lower it or clip the gradients); float16 overflow beyond 65,504 '
+            '(use bfloat16, or MixedPrecision\'s loss scaling)')
 
     def all_batches(self):
         self.iters = len(self.dl)
@@ -220,7 +235,7 @@ class Learner:
                 f'group(s), loss {getattr(self.loss_func, "__name__", type(self.loss_func).__name__)}, '
                 f'callbacks {[type(cb).__name__ for cb in self.cbs]})')
 
-# %% ../nbs/09b_learner.ipynb #6352789b
+# %% ../nbs/09b_learner.ipynb #3ed35e6a
 def atomic_save(obj, path, save=None):
     "`save(obj, file)` (default `torch.save`) into a temporary file next to `path`, flushed to disk, then renamed over `path`."
     tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:8]}.tmp')
@@ -265,7 +280,7 @@ def get_learner(nfs, data, lr=1e-2, layer=None, loss_func=F.cross_entropy, opt_f
     model = init_cnn(get_cnn_model(data, nfs, layer or conv_layer, **kwargs), uniform=uniform)
     return Learner(model, data, loss_func, opt_func=opt_func, lr=lr, cbs=cbs, cb_funcs=cb_funcs)
 
-# %% ../nbs/09b_learner.ipynb #5a4f3687
+# %% ../nbs/09b_learner.ipynb #f4fffe93
 def get_batch(dl, learn):
     "The first batch of `dl` after `learn`'s callbacks have prepared it (`begin_batch`, as in validation)."
     learn.xb, learn.yb = next(iter(dl))

@@ -7,7 +7,7 @@ __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_MAJ', '
            'tokenize', 'NumericalizeProcessor', 'TokenizeProcessor', 'TextList', 'LM_PreLoader', 'get_lm_dls',
            'SortSampler', 'SortishSampler', 'pad_collate', 'get_clas_dls']
 
-# %% ../nbs/12_text.ipynb #769d79e0
+# %% ../nbs/12_text.ipynb #9edb7a35
 import hashlib, html, math, re
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -32,13 +32,15 @@ def tokenize1(text):
 UNK, PAD, BOS, EOS, TK_REP, TK_WREP, TK_UP, TK_MAJ = SPECIALS = [
     'xxunk', 'xxpad', 'xxbos', 'xxeos', 'xxrep', 'xxwrep', 'xxup', 'xxmaj']
 
-# %% ../nbs/12_text.ipynb #f9308db3
+# %% ../nbs/12_text.ipynb #dcd49117
 _WIKI_JOINS = re.compile(r' @([-.,])@ ')
+# code points 0x80-0x9F as Windows-1252 meant them ('' where it defines none), and the no-break space as a space
+_CP1252_FIX = {c: bytes([c]).decode('cp1252', errors='ignore') for c in range(0x80, 0xa0)} | {0xa0: ' '}
 
 def fixup_text(t):
-    "Undo HTML escapes and WikiText's ` @-@ ` joins, make `<unk>` our `xxunk`, and drop control characters."
+    "Undo HTML escapes and WikiText's ` @-@ ` joins, make `<unk>` our `xxunk`, read cp1252 punctuation, drop control characters."
     t = html.unescape(t.replace('<unk>', UNK))
-    t = _WIKI_JOINS.sub(r'\1', t).replace('\r\n', '\n')
+    t = _WIKI_JOINS.sub(r'\1', t).replace('\r\n', '\n').translate(_CP1252_FIX)
     return ''.join(c for c in t if c in '\n\t' or c.isprintable())
 
 def sub_br(t):
@@ -96,7 +98,7 @@ def tokenize_text(t, pre_rules=None, post_rules=None):
     for r in post_rules if post_rules is not None else default_post_rules: toks = r(toks)
     return toks
 
-# %% ../nbs/12_text.ipynb #b37a5363
+# %% ../nbs/12_text.ipynb #a537a3b3
 def _tok_chunk(args):
     texts, pre_rules, post_rules = args
     return [tokenize_text(t, pre_rules, post_rules) for t in texts]
@@ -128,8 +130,9 @@ def _save_tokens(path, docs):
     atomic_save(arrays, path, save=lambda o, f: np.savez(f, **o))
 
 def _load_tokens(path):
-    with np.load(path) as z: vocab, ids, offsets = z['vocab'].tolist(), z['ids'], z['offsets'].tolist()
-    toks = [vocab[i] for i in ids.tolist()]
+    "The token lists saved by `_save_tokens`; each distinct token is one string object, shared by all its uses."
+    with np.load(path) as z: vocab, ids, offsets = z['vocab'].astype(object), z['ids'], z['offsets'].tolist()
+    toks = vocab[ids].tolist()
     return [toks[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
 
 def tokens_cache_dir():
@@ -190,7 +193,7 @@ class NumericalizeProcessor(Processor):
     def deprocess(self, idxs): return [self.deproc1(i) for i in idxs]
     def deproc1(self, idx): return [self.vocab[i] for i in idx.tolist()]
 
-# %% ../nbs/12_text.ipynb #2e2711fa
+# %% ../nbs/12_text.ipynb #958d30bc
 class TokenizeProcessor(Processor):
     "Texts (or paths of text files) to token lists, with `tokenize` (parallel, cached); `deprocess` joins them."
     def __init__(self, pre_rules=None, post_rules=None, n_workers=None, cache=True, show_progress=True):

@@ -6,9 +6,10 @@ import torch.nn.functional as F
 from mylib.awd_lstm import get_language_model, AWD_LSTM
 from mylib.text import LM_PreLoader, pad_collate, SPECIALS, TK_MAJ, TK_UP, BOS, EOS
 from mylib.training import DataLoader
-from mylib.ulmfit import (KneserNeyBigram, lm_perplexity, save_lm, load_lm, lm_path, load_pretrained, match_embeds,
-                          SentenceEncoder, PoolingLinearClassifier, get_text_classifier, clas_splitter, lm_splitter,
-                          freeze_to, discriminative_lrs, TfIdf, detokenize, generate)
+from mylib.ulmfit import KneserNeyBigram, lm_perplexity, save_lm, load_lm, lm_path, detokenize, generate
+from mylib.textclas import (load_pretrained, match_embeds, SentenceEncoder, PoolingLinearClassifier, get_text_classifier,
+                            clas_splitter, lm_splitter, freeze_to, discriminative_lrs, TfIdf, bigram_vocab, add_bigrams,
+                            fit_linear, linear_accuracy, budget_epochs, ulmfit_stages, clas_accuracy, concat_pool)
 
 def test_kneser_ney_sums_to_one_and_matches_hand_counts():
     s = torch.tensor([0, 1, 0, 1, 2, 0, 1, 1])  # pairs: 01 10 01 12 20 01 11
@@ -137,3 +138,67 @@ def test_detokenize_and_generate():
     out = generate(m, vocab, 'a b', n_tokens=5, seed=1)
     assert out[:3] == [BOS, 'a', 'b'] and len(out) == 8 and out == generate(m, vocab, 'a b', n_tokens=5, seed=1)
     assert m.training
+
+# --- 12c: the bag of words, the linear model, the budgets ---
+def test_bigrams_by_hand():
+    docs = [torch.tensor([0, 1, 2]), torch.tensor([0, 1]), torch.tensor([2, 0])]
+    bg = bigram_vocab(docs)
+    assert bg == {(0, 1): 0}  # the only pair seen twice
+    assert bigram_vocab(docs, min_freq=1).keys() == {(0, 1), (1, 2), (2, 0)}
+    out = add_bigrams(docs, 3, bg)
+    assert out[0].tolist() == [0, 1, 2, 3] and out[1].tolist() == [0, 1, 3] and out[2].tolist() == [2, 0]
+    assert add_bigrams([torch.tensor([], dtype=torch.long)], 3, bg)[0].numel() == 0
+
+def test_tfidf_sparse_equals_dense_and_empty_doc_is_zero():
+    docs = [torch.tensor([0, 0, 1]), torch.tensor([1, 2]), torch.tensor([], dtype=torch.long)]
+    tf = TfIdf(docs[:2], 4)
+    dense, sparse = tf(docs), tf(docs, sparse=True)
+    assert sparse.is_sparse and torch.allclose(sparse.to_dense(), dense)
+    assert dense[2].abs().sum() == 0
+
+def test_fit_linear_separable_and_sparse_same_as_dense():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 5, generator=g)
+    y = (x[:, 0] - x[:, 1] > 0).long()
+    m = fit_linear(x, y, 2, wd=1e-4)
+    assert linear_accuracy(m, x, y) > 0.97
+    ms = fit_linear(x.to_sparse(), y, 2, wd=1e-4)
+    assert torch.allclose(ms.weight, m.weight, atol=1e-4)
+    # a huge penalty shrinks the weights towards zero
+    assert fit_linear(x, y, 2, wd=10.).weight.abs().max() < m.weight.abs().max() / 10
+
+def test_budget_epochs_and_stages():
+    assert budget_epochs(50) == 30 and budget_epochs(200) == 9 and budget_epochs(6000) == 6
+    st = ulmfit_stages(30, 1e-2)
+    assert [n for n, _, _ in st] == [1, 2, None] and sum(e for _, e, _ in st) == 30 and st[0][2] == 2e-2
+    assert sum(e for _, e, _ in ulmfit_stages(6, 1e-2)) == 6
+
+def test_clas_accuracy_matches_one_at_a_time_and_empty_snippet():
+    from mylib.text import tokenize_text, BOS, EOS
+    assert tokenize_text('') == [BOS, EOS]  # an empty snippet is its two markers: the classifier still reads it
+    torch.manual_seed(0)
+    model = get_text_classifier(20, 2, emb_sz=8, n_hid=12, n_layers=2).eval()
+    docs = [torch.randint(4, 20, (n,)) for n in (2, 5, 9, 3, 7)]
+    docs[0] = torch.tensor([2, 3])  # BOS, EOS ids: the empty snippet
+    y = torch.tensor([0, 1, 1, 0, 1])
+    with torch.no_grad(): pred = torch.cat([model(d[None]).argmax(1) for d in docs])
+    assert clas_accuracy(model, docs, y, bs=2) == pytest.approx((pred == y).float().mean().item())
+
+def test_time_budget_stops_training_and_schedules_by_share_used():
+    from mylib.ulmfit import TimeBudget, rnn_learner
+    from mylib.text import get_lm_dls
+    with pytest.raises(ValueError, match='seconds'): TimeBudget(0)
+    torch.manual_seed(0)
+    docs = [torch.randint(4, 30, (400,)) for _ in range(20)]
+    data = get_lm_dls(docs, docs[:2], bs=4, bptt=10)
+    learn = rnn_learner(get_language_model(30, emb_sz=8, n_hid=16, n_layers=1), data, bf16=False)
+    lrs = []
+    tb = TimeBudget(0.3, {'lr': lambda pos: 1e-3 * (1 - pos)})
+    class Spy(TimeBudget.__base__):
+        _order = 2
+        def begin_batch(self):
+            if self.in_train: lrs.append(self.opt.param_groups[0]['lr'])
+    learn.fit(1000, cbs=[tb, Spy()])
+    assert tb.used >= 0.3 and tb.steps == len(tb.times) >= 1 and tb.steps < len(data.train_dl) * 1000  # stopped early
+    assert lrs[0] == pytest.approx(1e-3) and all(a >= b for a, b in zip(lrs, lrs[1:]))  # the schedule runs on the share used
+    assert 0 < tb.tokens <= tb.steps * 4 * 10

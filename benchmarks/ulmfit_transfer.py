@@ -7,12 +7,15 @@ Rotten Tomatoes snippets (12c's splits, vocabulary and code).
 2. The corpus at equal tokens: the same shape pretrained on Python's documentation and on IMDb for the same number of
    tokens: each one's perplexity on the validation snippets before fine-tuning (against a Kneser–Ney bigram counted on
    the training snippets), its probe, and ULMFiT from it at 100 labels per class (three seeds).
+3. The schedule at all labels: 12c's scratch and ULMFiT classifiers (ULMFiT from 12b's own model, fine-tuned as 12c
+   does) on every labelled snippet, in batches of 32 for 6 epochs or of 64 for 3 or 5, compared on validation (2 seeds):
+   12c uses the cheaper schedule at all labels if it loses nothing there.
 
 It reads 12b's shape, vocabulary size and training recipe from the model 12b saved, so run 12b in full first. The
 output of the committed run is benchmarks/ulmfit_transfer.txt; its numbers are in benchmarks/ulmfit_transfer.json,
 which 12c reads and plots.
 
-    python benchmarks/ulmfit_transfer.py           # the study (about 40 minutes on 2 cores)
+    python benchmarks/ulmfit_transfer.py           # the study (about 45 minutes on 2 cores)
     python benchmarks/ulmfit_transfer.py --tiny    # a smoke run on slices, writes nothing
 """
 import argparse, json, math, statistics, time
@@ -111,23 +114,46 @@ class Snippets:
         best = max(WDS, key=lambda wd: statistics.mean(v for v, _ in runs[wd]))
         return statistics.mean(v for v, _ in runs[best]), statistics.mean(t for _, t in runs[best]), best
 
-def ulmfit_at(sn, lm, config, budget, seeds, lr=1e-2, dm=0.5):
-    "ULMFiT from `lm` (already on the snippets' vocabulary), as 12c trains it: (mean valid, mean test) over `seeds`."
-    fine_tune_lm(lm, sn.lm_data)
+def train_classifier(sn, lm, config, budget, seeds, lr, dm, bs=32, base=6):
+    "12c's classifier from `lm`'s encoder by gradual unfreezing (`lm=None`: from scratch, one one-cycle): (mean valid, mean test, seconds per model)."
     enc = {k: config[k] for k in ('emb_sz', 'n_hid', 'n_layers')}
     valid = LabeledData(ItemList(sn.ids['valid']), ItemList(sn.ys['valid'].tolist()))
-    res = []
+    res, t = [], time.perf_counter()
     for s in seeds:
         idx = sample_per_class(sn.ys['train'].tolist(), budget, s)
         train = LabeledData(ItemList([sn.ids['train'][i] for i in idx]), ItemList(sn.ys['train'][idx].tolist()))
         set_seed(s)
         model = get_text_classifier(len(sn.vocab), 2, **enc, pad_token=sn.num.pad_idx, drop_mult=dm)
-        model[0].module.load_state_dict(lm[0].state_dict())
-        learn = clas_learner(model, get_clas_dls(train, valid, bs=32, pad_idx=sn.num.pad_idx), metrics=[accuracy])
+        if lm is not None: model[0].module.load_state_dict(lm[0].state_dict())
+        learn = clas_learner(model, get_clas_dls(train, valid, bs=bs, pad_idx=sn.num.pad_idx), metrics=[accuracy])
         learn.avg_stats.show = False
-        gradual_unfreeze(learn, ulmfit_stages(budget_epochs(len(idx)), lr))
+        epochs = budget_epochs(len(idx), bs, base=base)
+        if lm is not None: gradual_unfreeze(learn, ulmfit_stages(epochs, lr))
+        else: learn.fit(epochs, cbs=one_cycle(lr, pct=0.25, moms=(0.8, 0.7, 0.8), mom='mom'))
         res.append(tuple(clas_accuracy(model, sn.ids[k], sn.ys[k], sn.num.pad_idx) for k in ('valid', 'test')))
-    return statistics.mean(v for v, _ in res), statistics.mean(t for _, t in res)
+    return statistics.mean(v for v, _ in res), statistics.mean(t for _, t in res), (time.perf_counter() - t) / len(seeds)
+
+def ulmfit_at(sn, lm, config, budget, seeds, lr=1e-2, dm=0.5):
+    "ULMFiT from `lm` (already on the snippets' vocabulary), as 12c trains it: (mean valid, mean test) over `seeds`."
+    fine_tune_lm(lm, sn.lm_data)
+    return train_classifier(sn, lm, config, budget, seeds, lr, dm)[:2]
+
+# 12c's rates and dropout scales, chosen there at 100 labels per class on validation
+CHOSEN = {'from scratch': (1e-2, 0.25), 'ULMFiT': (1e-2, 0.5)}
+SCHEDULES = [(32, 6), (64, 3), (64, 5)]  # (batch size, epochs)
+
+def all_labels_schedule(sn, seeds, tiny):
+    "12b's own model fine-tuned as 12c does, then scratch and ULMFiT classifiers at all labels under each schedule."
+    model, vocab, config = load_lm(lm_path('imdb'))
+    lm = sn.lm_for(model, vocab, config)
+    fine_tune_lm(lm, sn.lm_data, epochs=(1, 1) if tiny else (1, 2))
+    rows = []
+    for name, (lr, dm) in CHOSEN.items():
+        for bs, base in SCHEDULES:
+            v, t, secs = train_classifier(sn, lm if name == 'ULMFiT' else None, config, None, seeds, lr, dm, bs, base)
+            rows.append(dict(model=name, bs=bs, epochs=base, valid=round(v, 4), test=round(t, 4), seconds_per_model=round(secs, 1)))
+            log(rows[-1])
+    return rows
 
 def main(tiny):
     print('torch threads:', set_threads())
@@ -163,6 +189,8 @@ def main(tiny):
                                           ulmfit_valid_100=round(uv, 4), ulmfit_test_100=round(ut, 4)))
                 log(res['corpus'][-1])
             log(f'({time.perf_counter() - t0:.0f} s)')
+    log('All labels: the batch size and epochs, on validation (seeds 0 and 1)')
+    res['all_labels_schedule'] = all_labels_schedule(sn, seeds[:2], tiny)
     if not tiny: OUT.write_text(json.dumps(res, indent=1) + '\n')
     log(f'done in {time.perf_counter() - t0:.0f} s')
 

@@ -4,7 +4,7 @@
 __all__ = ['get_rank', 'get_world_size', 'is_main', 'launched_by_torchrun', 'init_dist', 'cleanup_dist', 'free_port', 'exit_now',
            'run_distributed', 'DistributedSampler', 'AllReduceGrads', 'DistributedTrainer']
 
-# %% ../nbs/11b_distributed.ipynb #3aa12e5b
+# %% ../nbs/11b_distributed.ipynb #83f309fa
 import datetime, math, os, socket, sys, tempfile
 from pathlib import Path
 import torch
@@ -45,7 +45,7 @@ def cleanup_dist():
     "Leave the process group, if there is one."
     if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
 
-# %% ../nbs/11b_distributed.ipynb #4187e468
+# %% ../nbs/11b_distributed.ipynb #f051ac59
 def free_port():
     "A TCP port on 127.0.0.1 that nothing listens on now."
     with socket.socket() as s:

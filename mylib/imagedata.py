@@ -26,7 +26,7 @@ def tree_splitter(fn, valid_rows=None, p_valid=0.1, seed=0, train_name='train'):
     if valid_rows is not None: return int(fn.stem) in valid_rows
     return random_splitter(fn, p_valid, seed)
 
-# %% ../nbs/11_train_imagenette.ipynb #971bfd9f
+# %% ../nbs/11_train_imagenette.ipynb #506179bb
 class MemoryDataset:
     "A labelled list decoded once into memory: `x` one tensor (N,C,H,W) (`uint8` for images), `y` the targets, `ld`'s label processors kept."
     def __init__(self, ld, bs=256, num_workers=0, show_progress=False):
@@ -66,13 +66,22 @@ def image_data(path, bs=256, tfms=None, valid_rows=None, p_valid=0.1, seed=0, nu
     data = DataBunch(*get_dls(train, valid, bs), c=len(ll.train.proc_y[0].vocab), c_in=train.x.shape[1])
     return data, DataLoader(test, bs * 2)
 
-# %% ../nbs/11_train_imagenette.ipynb #c7befce2
+# %% ../nbs/11_train_imagenette.ipynb #a4f3c5f8
 def byte_norm_tfm(mean, std):
     "A batch transform: a `uint8` batch to float in [0, 1] (a float batch is taken as already in [0, 1]), then normalized per channel."
     def _inner(x): return normalize_chan(x.float().div_(255.) if x.dtype == torch.uint8 else x, mean, std)
     return _inner
 
-def byte_channel_stats(ds, n=10_000):
-    "Per-channel mean and standard deviation, in [0, 1] units, of the first `n` images of a `MemoryDataset`."
-    x = ds.x[:n].float().div_(255.)
-    return x.mean((0, 2, 3)), x.std((0, 2, 3))
+def byte_channel_stats(ds, chunk=2048):
+    "Per-channel mean and standard deviation, in [0, 1] units, over every image of a `MemoryDataset` (float64 sums, in chunks)."
+    x = ds.x
+    s = torch.zeros(x.shape[1], dtype=torch.float64)
+    s2 = torch.zeros_like(s)
+    for i in range(0, len(x), chunk):
+        c = x[i:i + chunk].to(torch.float64).div_(255.)
+        s += c.sum((0, 2, 3))
+        s2 += (c * c).sum((0, 2, 3))
+    n = x.shape[0] * x.shape[2] * x.shape[3]  # values per channel
+    mean = s / n
+    var = (s2 - n * mean * mean) / max(n - 1, 1)
+    return mean.float(), var.clamp(min=0).sqrt().float()

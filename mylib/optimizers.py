@@ -65,12 +65,17 @@ class Optimizer:
         for u in users:
             for k, v in getattr(u, '_defaults', {}).items(): defaults.setdefault(k, v)  # explicit values win
         known = {n for s in self.steppers for n in _kwarg_names(s)} | {n for s in self.stats for n in _kwarg_names(s.update)}
-        kept = {k for s in self.stats for k in s._state_keys}
+        kept = {k for s in self.stats for k in self._kept_by(s)}
         for pg in self.param_groups:
             for k, v in defaults.items(): pg.setdefault(k, v)  # a group's own values win over the defaults
             self._check_group(pg, known, kept, users, where)
         self._grad_steppers = [s for s in self.steppers if getattr(s, '_edits_grad', False)]
         self._steppers = [s for s in self.steppers if not getattr(s, '_edits_grad', False)]
+
+    def _kept_by(self, stat):
+        "The names `stat` keeps: its `_state_keys`, or, for a stat written without them, the keys its `init_state` makes."
+        if stat._state_keys: return stat._state_keys
+        return tuple(stat.init_state(self.param_groups[0]['params'][0]).keys())
 
     def _check_group(self, pg, known, kept, users, where):
         for k, v in pg.items():
@@ -247,9 +252,17 @@ def _check_factory(hypers, allowed, where):
             raise ValueError(f'{where}: unknown hyperparameter {k!r}{hint}; it takes {sorted(allowed)}')
         check_hyper(k, v, where)
 
+def _check_decouple(decouple_wd, where):
+    "A factory's one positional argument is a flag: parameters passed there are the factory used as the optimizer."
+    if not isinstance(decouple_wd, bool):
+        raise TypeError(f'{where}(...) makes an optimizer function and takes no parameters (got {type(decouple_wd).__name__} '
+                        f'as decouple_wd): call it first, then give it the parameters, {where}(lr=0.1)(model.parameters()), '
+                        f'or pass opt_func={where}(lr=0.1) to a Learner or get_runner')
+
 def sgd_opt(decouple_wd=True, **hypers):
     "SGD, with momentum if `mom` > 0 and weight decay `wd` (as L2 if not `decouple_wd`): `opt_func(params, **overrides)`."
     allowed = ('lr', 'mom', 'wd')
+    _check_decouple(decouple_wd, 'sgd_opt')
     _check_factory(hypers, allowed, 'sgd_opt')
     def opt_func(params, **overrides):
         h = {**hypers, **overrides}
@@ -263,6 +276,7 @@ def sgd_opt(decouple_wd=True, **hypers):
 def adam_opt(decouple_wd=True, **hypers):
     "Adam, debiased, with weight decay `wd` decoupled as in AdamW (as L2 if not `decouple_wd`): `opt_func(params, **overrides)`."
     allowed = ('lr', 'mom', 'sqr_mom', 'eps', 'wd')
+    _check_decouple(decouple_wd, 'adam_opt')
     _check_factory(hypers, allowed, 'adam_opt')
     def opt_func(params, **overrides):
         h = {**hypers, **overrides}

@@ -5,7 +5,7 @@ __all__ = ['UNK', 'PAD', 'BOS', 'EOS', 'TK_REP', 'TK_WREP', 'TK_UP', 'TK_MAJ', '
            'default_post_rules', 'tokenize1', 'fixup_text', 'sub_br', 'replace_rep', 'replace_wrep', 'spec_add_spaces',
            'rm_useless_spaces', 'replace_all_caps', 'deal_caps', 'add_eos_bos', 'tokenize_text', 'tokens_cache_dir',
            'tokenize', 'NumericalizeProcessor', 'TokenizeProcessor', 'TextList', 'LM_PreLoader', 'get_lm_dls',
-           'SortSampler', 'SortishSampler', 'pad_collate', 'get_clas_dls']
+           'SortSampler', 'SortishSampler', 'pad_collate', 'get_clas_dls', 'lm_databunchify', 'clas_databunchify']
 
 # %% ../nbs/12_text.ipynb #9edb7a35
 import hashlib, html, math, re
@@ -297,3 +297,12 @@ def get_clas_dls(train, valid, bs=64, pad_idx=None, pad_first=False, valid_bs=No
     return DataBunch(DataLoader(train, bs, sampler=SortishSampler(train, bs, key=lambda i: len(train.x[i])), collate_fn=collate),
                      DataLoader(valid, valid_bs or 2 * bs, sampler=SortSampler(valid, valid_bs or 2 * bs, key=lambda i: len(valid.x[i])),
                                 collate_fn=collate), c=len(vocab) if vocab else None)
+
+# %% ../nbs/12_text.ipynb #640eb925
+def lm_databunchify(sd, bs=64, bptt=70, **kwargs):
+    "The lectures' name: `get_lm_dls` on the training and validation halves of the split data `sd`."
+    return get_lm_dls(sd.train, sd.valid, bs, bptt, **kwargs)
+
+def clas_databunchify(sd, bs=64, **kwargs):
+    "The lectures' name: `get_clas_dls` on the training and validation halves of the split data `sd`."
+    return get_clas_dls(sd.train, sd.valid, bs, **kwargs)

@@ -18,7 +18,7 @@ from . import xresnet
 from .distributed import (
     init_dist, cleanup_dist, get_world_size, is_main, launched_by_torchrun, exit_now, DistributedTrainer)
 
-# %% ../nbs/11b_distributed.ipynb #007896cc
+# %% ../nbs/11b_distributed.ipynb #38be3f88
 def get_args(argv=None):
     "The script's options (`--help` explains them)."
     ap = argparse.ArgumentParser(prog='python -m mylib.train_imagenette', description=(
@@ -31,7 +31,7 @@ def get_args(argv=None):
                     'fashion_mnist, xresnet18 otherwise)')
     ap.add_argument('--epochs', type=int, default=5)
     ap.add_argument('--bs', type=int, default=256, help='batch size of one step over all processes (each gets bs/N)')
-    ap.add_argument('--lr', type=float, default=3e-3, help='the peak of the one-cycle learning rate')
+    ap.add_argument('--lr', type=float, default=6e-3, help="the peak of the one-cycle learning rate (notebook 11's choice)")
     ap.add_argument('--wd', type=float, default=0.05, help="Adam's decoupled weight decay")
     ap.add_argument('--pad', type=int, default=None, help='padding of the random crop (default: size/14)')
     ap.add_argument('--mixup', type=float, default=0., help='MixUp alpha (0: none)')
@@ -44,7 +44,7 @@ def get_args(argv=None):
     ap.add_argument('--progress', action='store_true', help='progress bars (on rank 0)')
     return ap.parse_args(argv)
 
-# %% ../nbs/11b_distributed.ipynb #705ad9b7
+# %% ../nbs/11b_distributed.ipynb #8daf4e52
 def load_data(name='fashion_mnist', bs=256, size=128, n_per_class=None, n_train=None, num_workers=0):
     "Train / held-out validation DataBunch and test loader of dataset `name`, decoded into memory; the first `n_train` training images if given."
     if name == 'fashion_mnist':
@@ -60,7 +60,7 @@ def load_data(name='fashion_mnist', bs=256, size=128, n_per_class=None, n_train=
         data.train_dl = DataLoader(ds, bs, shuffle=True)   # a sampler over the shorter dataset
     return data, test_dl
 
-def recipe_learner(data, arch='xresnet_fmnist', lr=3e-3, wd=0.05, pad=None, mixup=0., bf16=True, progress=False,
+def recipe_learner(data, arch='xresnet_fmnist', lr=6e-3, wd=0.05, pad=None, mixup=0., bf16=True, progress=False,
                    cbs=None, **arch_kwargs):
     "Notebook 11's `cnn_learner` for `data`: normalized by its training split's statistics, crop (padding `pad`, default size/14) and flip."
     pad = pad if pad is not None else max(1, data.train_ds.x.shape[-1] // 14)

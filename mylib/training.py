@@ -68,8 +68,12 @@ class Sampler:
 
 # %% ../nbs/03_minibatch_training.ipynb #d34463d2
 def collate(b):
-    "Join a list of samples, each a tuple such as `(x, y)`, into a tuple of batched tensors, one per field."
+    "Join a list of samples, each a tuple such as `(x, y)`, into a tuple of batched tensors, one per field; bare tensors into one."
     if len(b) == 0: raise ValueError('collate: the batch is empty')
+    if isinstance(b[0], torch.Tensor): return torch.stack(b)  # samples without labels, as PyTorch's loader does
+    if not isinstance(b[0], (tuple, list)):
+        raise TypeError(f'collate: a sample is a {type(b[0]).__name__}; samples must be tensors or tuples such as (x, y) '
+                        '(a Dataset returns those), or give the DataLoader a collate_fn for other kinds')
     return tuple(torch.stack(f) if isinstance(f[0], torch.Tensor) else torch.tensor(f) for f in zip(*b))
 
 # %% ../nbs/03_minibatch_training.ipynb #f44351c7

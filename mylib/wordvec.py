@@ -204,8 +204,8 @@ def vectors_for_vocab(vectors, vocab, new_vocab, min_known=0.1):
     out[known] = vectors[idx[known]]
     return out, known
 
-def mean_vectors(docs, table):
-    "The mean of each doc's rows of `table` (docs: token-id lists or tensors) as a (len(docs), dim) tensor; an empty doc gives zeros."
+def mean_vectors(docs, table, weights=None):
+    "Each doc's mean of its rows of `table`, token `t` weighted by `weights[t]` if given, as a (len(docs), dim) tensor; a doc with no tokens (or no weight) gives zeros."
     table = torch.as_tensor(table)
     ids = [torch.as_tensor(d, dtype=torch.long).flatten() for d in docs]
     if not ids: return table.new_zeros(0, table.shape[1])
@@ -214,4 +214,10 @@ def mean_vectors(docs, table):
         raise ValueError(f'mean_vectors: token ids must lie in [0, {len(table)}) for a table of {len(table)} rows, got '
                          f'{flat.min().item()}..{flat.max().item()}: numericalize the docs with the vocabulary of the table')
     offsets = torch.tensor([0] + [len(d) for d in ids[:-1]]).cumsum(0)
-    return F.embedding_bag(flat, table, offsets, mode='mean')  # an empty bag gives a row of zeros
+    if weights is None: return F.embedding_bag(flat, table, offsets, mode='mean')  # an empty bag gives a row of zeros
+    weights = torch.as_tensor(weights, dtype=table.dtype)
+    if weights.shape != (len(table),):
+        raise ValueError(f'mean_vectors: {tuple(weights.shape)} weights for a table of {len(table)} rows: give one per row')
+    total = F.embedding_bag(flat, table, offsets, mode='sum', per_sample_weights=weights[flat])
+    mass = F.embedding_bag(flat, weights[:, None], offsets, mode='sum')
+    return total / mass.clamp(min=1e-12)

@@ -5,6 +5,9 @@ import pytest
 
 TEST_TIME_LIMIT = 30  # seconds; any single test taking longer is a hang, not a slow test
 
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'time_limit(seconds): a longer limit for a test that runs real work on full data')
+
 def _is_loopback(host):
     if host in ('localhost', ''): return True
     try: return ipaddress.ip_address(host.split('%')[0]).is_loopback
@@ -31,13 +34,15 @@ def no_network(monkeypatch):
     monkeypatch.setenv('NO_PROXY', '*')
 
 @pytest.fixture(autouse=True)
-def time_limit():
-    "Fail (instead of hanging) a test that runs longer than TEST_TIME_LIMIT seconds."
+def time_limit(request):
+    "Fail (instead of hanging) a test that runs longer than TEST_TIME_LIMIT seconds, or its `time_limit` marker's."
     if not hasattr(signal, 'SIGALRM') or threading.current_thread() is not threading.main_thread():
         yield; return
-    def on_alarm(signum, frame): pytest.fail(f'test ran longer than {TEST_TIME_LIMIT} s', pytrace=True)
+    marker = request.node.get_closest_marker('time_limit')
+    limit = marker.args[0] if marker else TEST_TIME_LIMIT
+    def on_alarm(signum, frame): pytest.fail(f'test ran longer than {limit} s', pytrace=True)
     old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(TEST_TIME_LIMIT)
+    signal.alarm(limit)
     try: yield
     finally:
         signal.alarm(0)

@@ -9,7 +9,8 @@ from mylib.training import DataLoader
 from mylib.ulmfit import KneserNeyBigram, lm_perplexity, save_lm, load_lm, lm_path, detokenize, generate
 from mylib.textclas import (load_pretrained, match_embeds, SentenceEncoder, PoolingLinearClassifier, get_text_classifier,
                             clas_splitter, lm_splitter, freeze_to, discriminative_lrs, TfIdf, bigram_vocab, add_bigrams,
-                            fit_linear, linear_accuracy, budget_epochs, ulmfit_stages, clas_accuracy, concat_pool)
+                            fit_linear, linear_accuracy, budget_epochs, ulmfit_stages, clas_accuracy, concat_pool,
+                            sif_weights, top_direction, drop_direction)
 
 def test_kneser_ney_sums_to_one_and_matches_hand_counts():
     s = torch.tensor([0, 1, 0, 1, 2, 0, 1, 1])  # pairs: 01 10 01 12 20 01 11
@@ -202,3 +203,20 @@ def test_time_budget_stops_training_and_schedules_by_share_used():
     assert tb.used >= 0.3 and tb.steps == len(tb.times) >= 1 and tb.steps < len(data.train_dl) * 1000  # stopped early
     assert lrs[0] == pytest.approx(1e-3) and all(a >= b for a, b in zip(lrs, lrs[1:]))  # the schedule runs on the share used
     assert 0 < tb.tokens <= tb.steps * 4 * 10
+
+
+def test_sif_weights_by_hand():
+    w = sif_weights([torch.tensor([0, 0, 1, 2]), [2]], 4, a=0.2, skip=[3])
+    p = torch.tensor([2 / 5, 1 / 5, 2 / 5, 0.])
+    want = 0.2 / (0.2 + p)
+    want[3] = 0.
+    assert torch.allclose(w, want)
+
+def test_top_direction_is_the_first_principal_axis_of_uncentred_rows():
+    torch.manual_seed(0)
+    x = torch.randn(200, 3) * torch.tensor([0.5, 0.5, 0.5]) + torch.tensor([0., 4., 0.])
+    u = top_direction(x)
+    assert abs(u.norm().item() - 1) < 1e-5 and abs(abs(u[1].item()) - 1) < 0.01
+    d = drop_direction(x, u)
+    assert torch.allclose(d @ u, torch.zeros(200), atol=1e-4)
+    assert torch.allclose(d + (x @ u)[:, None] * u, x, atol=1e-5)  # nothing else changed

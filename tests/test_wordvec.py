@@ -173,3 +173,19 @@ def test_mean_vectors():
 def test_window_pairs_refuses_mismatched_lengths():
     with pytest.raises(ValueError, match='one entry per token'):
         window_pairs(torch.arange(4), torch.zeros(4, dtype=torch.long), torch.ones(3, dtype=torch.long))
+
+def test_weighted_mean_vectors_equal_weights_is_the_mean_and_rare_tokens_count_more():
+    torch.manual_seed(0)
+    table = torch.randn(6, 4)
+    docs = [[0, 1, 1], [], [5], [2, 3, 4, 0]]
+    assert torch.allclose(mean_vectors(docs, table, torch.full((6,), 0.3)), mean_vectors(docs, table), atol=1e-6)
+    w = torch.tensor([1., 3., 0., 0., 0., 0.])
+    out = mean_vectors(docs, table, w)
+    assert torch.allclose(out[0], (table[0] + 6 * table[1]) / 7, atol=1e-6)  # weights 1, 3, 3
+    assert torch.equal(out[1], torch.zeros(4)) and torch.equal(out[2], torch.zeros(4))  # empty, and weight 0 only
+    assert mean_vectors([], table, w).shape == (0, 4)
+
+def test_weighted_mean_vectors_refuses_bad_input():
+    table = torch.randn(5, 3)
+    with pytest.raises(ValueError, match='one per row'): mean_vectors([[0]], table, torch.ones(4))
+    with pytest.raises(ValueError, match='must lie in'): mean_vectors([[0, 5]], table, torch.ones(5))

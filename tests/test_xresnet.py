@@ -168,3 +168,20 @@ def test_get_batch_leaves_no_autocast_behind():
     learn.fit(1)
     xb, _ = get_batch(learn.data.valid_dl, learn)
     assert xb.shape == (16, 1, 16, 16) and not torch.is_autocast_enabled('cpu')
+
+
+def test_byte_channel_stats_use_the_whole_class_sorted_split():
+    # a class-sorted split, as an image tree gives: 12,000 dark images, then 8,000 bright ones, 3 channels
+    class Sorted: pass
+    g = torch.Generator().manual_seed(0)
+    dark = torch.randint(0, 80, (12_000, 3, 4, 4), generator=g, dtype=torch.uint8)
+    bright = torch.randint(150, 256, (8_000, 3, 4, 4), generator=g, dtype=torch.uint8)
+    ds = Sorted()
+    ds.x = torch.cat([dark, bright])
+    mean, std = byte_channel_stats(ds)
+    full = ds.x.double() / 255
+    want_mean, want_std = full.mean((0, 2, 3)), full.std((0, 2, 3))
+    assert (mean.double() - want_mean).abs().max() < 0.005 and (std.double() - want_std).abs().max() < 0.005
+    first = full[:10_000]  # what the first images alone would say: far off
+    assert (first.mean((0, 2, 3)) - want_mean).abs().min() > 0.1
+    assert torch.allclose(byte_channel_stats(ds, chunk=7)[0], mean) and torch.allclose(byte_channel_stats(ds, chunk=7)[1], std)

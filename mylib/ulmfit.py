@@ -14,7 +14,7 @@ from .datasets import data_dir
 from .callbacks import Callback, CancelTrainException
 from .stats import AvgStatsCallback, Recorder
 from .optimizers import adam_opt
-from .learner import Learner, param_getter, atomic_save, state_diff
+from .learner import Learner, param_getter, atomic_save, load_tagged, state_diff
 from .fp16 import AutocastCallback
 from .progress import ProgressCallback
 from .text import tokenize_text, UNK, PAD, BOS, EOS, TK_MAJ, TK_UP, NumericalizeProcessor
@@ -87,7 +87,7 @@ class TimeBudget(Callback):
         if not self.in_train: return
         self._lap(time.perf_counter())
         if self.used >= self.seconds: self._t = None; raise CancelTrainException()
-        self.pos = self.used / self.seconds
+        self.pos = max(self.pos, self.used / self.seconds)  # the median can fall: the schedule must not go back
         for name, f in self.scheds.items():
             for pg in self.opt.param_groups: pg[name] = f(self.pos)
     def after_batch(self):
@@ -154,14 +154,8 @@ def save_lm(path, model, vocab, config):
 
 def load_lm(path):
     "`(model, vocab, config)` from a file written by `save_lm`; a clear error if it is not one or does not fit."
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'load_lm: no language model at {path}; run notebook 12b_lm_pretrain (in the same mode, '
-                                'full or quick) to train and save it')
-    try: ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise ValueError(f'load_lm: {path} is not readable by torch.load ({type(e).__name__})') from e
-    if not isinstance(ckpt, dict) or ckpt.get('format') != 'mylib.lm':
-        raise ValueError(f'load_lm: {path} is not a language model saved by save_lm')
+    ckpt = load_tagged(path, 'mylib.lm', 'load_lm', 'language model', 'run notebook 12b_lm_pretrain (in the same mode, '
+                       'full or quick) to train and save it')
     vocab, config = ckpt['vocab'], ckpt['config']
     model = get_language_model(len(vocab), **config)
     diff = state_diff(model.state_dict(), ckpt['model'])  # 09b's comparison of keys and shapes

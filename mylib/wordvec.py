@@ -13,7 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 from .core import QUICK, with_progress
 from .datasets import data_dir
-from .learner import atomic_save
+from .learner import atomic_save, load_tagged
 
 # %% ../nbs/12_word_vectors.ipynb #858791fd
 WORDVEC_DIM = 128
@@ -167,14 +167,8 @@ def save_word_vectors(path, vectors, vocab):
 
 def load_word_vectors(path):
     "`(vectors, vocab)` from a file written by `save_word_vectors`; a clear error if it is missing or not one."
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'load_word_vectors: no word vectors at {path}; run notebook 12_word_vectors in the same '
-                                'mode (full, or quick with MYLIB_QUICK=1) to train and save them')
-    try: ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise ValueError(f'load_word_vectors: {path} is not readable by torch.load ({type(e).__name__})') from e
-    if not isinstance(ckpt, dict) or ckpt.get('format') != 'mylib.wordvec':
-        raise ValueError(f'load_word_vectors: {path} is not a word-vector file written by save_word_vectors')
+    ckpt = load_tagged(path, 'mylib.wordvec', 'load_word_vectors', 'word-vector file', 'run notebook 12_word_vectors '
+                       'in the same mode (full, or quick with MYLIB_QUICK=1) to train and save them')
     vectors, vocab = ckpt.get('vectors'), ckpt.get('vocab')
     if not isinstance(vectors, torch.Tensor) or vectors.ndim != 2 or not isinstance(vocab, list):
         raise ValueError(f'load_word_vectors: {path} lacks a 2-d vectors tensor or a vocabulary list')

@@ -80,8 +80,8 @@ def test_10c_float16_mixed_precision_on_the_gpu_matches_grad_scaler():
 
 def test_11_cnn_learner_trains_on_the_gpu():
     set_seed(0)
-    learn = cnn_learner(xresnet_fmnist, fmnist(n_train=2048), lr=6e-3)  # device=None: the GPU if there is one
-    if DEVICE != 'cuda': learn = cnn_learner(xresnet_fmnist, fmnist(n_train=2048), lr=6e-3, device=DEVICE)
+    device = None if DEVICE == 'cuda' else DEVICE  # None, the default: the GPU if there is one
+    learn = cnn_learner(xresnet_fmnist, fmnist(n_train=2048), lr=6e-3, device=device)
     learn.avg_stats.show = False
     learn.fit(2)
     assert next(learn.model.parameters()).device.type == DEVICE

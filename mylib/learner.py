@@ -302,14 +302,23 @@ def get_batch(dl, learn):
         learn('after_cancel_batch')  # not a batch of any fit: callbacks undo what begin_batch started (autocast)
         learn.xb = learn.yb = None
 
-def model_summary(learn, find_all=False):
-    "Print, and return, the output shape of each of the model's layers on one validation batch."
-    xb, _ = get_batch(learn.data.valid_dl, learn)
-    mods = find_modules(learn.model, is_lin_layer) if find_all else list(learn.model.children())
+def _summary(run, model, dl, find_all):
+    xb, _ = get_batch(dl, run)
+    mods = find_modules(model, is_lin_layer) if find_all else list(model.children())
     rows = []
     def record(hook, mod, inp, out): rows.append((type(mod).__name__, tuple(out.shape)))
-    was_training = learn.model.training
-    with Hooks(mods, record), torch.no_grad(): learn.model.eval()(xb)
-    learn.model.train(was_training)
+    was_training = model.training
+    with Hooks(mods, record), torch.no_grad(): model.eval()(xb)
+    model.train(was_training)
     for name, shape in rows: print(f'{name:>20}  {shape}')
     return rows
+
+def model_summary(learn, holder=None, data=None, find_all=False):
+    "Print, and return, each layer's output shape on one validation batch of `learn`; or the lectures' `model_summary(run, learn, data)`."
+    if isinstance(holder, bool): holder, find_all = None, holder  # model_summary(learn, True)
+    if holder is None: return _summary(learn, learn.model, (data or learn.data).valid_dl, find_all)
+    run = learn  # the lectures' form: a Runner, the Holder it would train, and the data
+    for cb in run.cbs: cb.set_runner(run)  # a Runner hands itself to its callbacks only in `fit`
+    run.learn = holder
+    try: return _summary(run, holder.model, (data or holder.data).valid_dl, find_all)
+    finally: run.learn = None

@@ -103,12 +103,12 @@ def _tok_chunk(args):
     texts, pre_rules, post_rules = args
     return [tokenize_text(t, pre_rules, post_rules) for t in texts]
 
-def _run_chunks(chunks, n_workers, show_progress):
-    "The token lists of all `chunks`, in order: in this process, or on a pool of `n_workers` processes."
+def _run_chunks(chunks, max_workers, show_progress):
+    "The token lists of all `chunks`, in order: in this process, or on a pool of `max_workers` processes."
     def gather(parts):
         return [d for part in with_progress(parts, total=len(chunks), show=show_progress) for d in part]
-    if n_workers <= 1: return gather(map(_tok_chunk, chunks))
-    with ProcessPoolExecutor(n_workers) as ex: return gather(ex.map(_tok_chunk, chunks))
+    if max_workers <= 1: return gather(map(_tok_chunk, chunks))
+    with ProcessPoolExecutor(max_workers) as ex: return gather(ex.map(_tok_chunk, chunks))
 
 def _rules_key(rules):
     "What identifies a list of rules: each one's name and compiled code."
@@ -139,8 +139,8 @@ def tokens_cache_dir():
     "Where `tokenize` keeps its results: `<data_dir()>/cache/tokens`."
     return data_dir()/'cache'/'tokens'
 
-def tokenize(texts, pre_rules=None, post_rules=None, n_workers=None, chunksize=None, cache=True, show_progress=True):
-    "Token lists of `texts`, on `n_workers` processes (default: one per core, or 1 for a little text), or from the disk cache."
+def tokenize(texts, pre_rules=None, post_rules=None, max_workers=None, chunksize=None, cache=True, show_progress=True):
+    "Token lists of `texts`, on `max_workers` processes (default: one per core, or 1 for a little text), or from the disk cache."
     texts = [t if isinstance(t, str) else read_text(t) for t in texts]
     pre_rules = list(default_pre_rules if pre_rules is None else pre_rules)
     post_rules = list(default_post_rules if post_rules is None else post_rules)
@@ -148,11 +148,11 @@ def tokenize(texts, pre_rules=None, post_rules=None, n_workers=None, chunksize=N
     if path is not None and path.is_file():
         try: return _load_tokens(path)
         except Exception: path.unlink(missing_ok=True)  # unreadable: tokenize again and rewrite it
-    if n_workers is None: n_workers = 1 if sum(map(len, texts)) < 200_000 else cpu_count()  # small: workers cost more
+    if max_workers is None: max_workers = 1 if sum(map(len, texts)) < 200_000 else cpu_count()  # small: workers cost more
     # a few chunks per worker (not a fixed count of texts): 497 long files must not fall into a single chunk
-    chunksize = chunksize or min(500, max(1, math.ceil(len(texts) / (4 * n_workers))))
+    chunksize = chunksize or min(500, max(1, math.ceil(len(texts) / (4 * max_workers))))
     chunks = [(texts[i:i + chunksize], pre_rules, post_rules) for i in range(0, len(texts), chunksize)]
-    docs = _run_chunks(chunks, min(n_workers, len(chunks)), show_progress)
+    docs = _run_chunks(chunks, min(max_workers, len(chunks)), show_progress)
     if path is not None: _save_tokens(path, docs)
     return docs
 
@@ -196,12 +196,12 @@ class NumericalizeProcessor(Processor):
 # %% ../nbs/12_text.ipynb #958d30bc
 class TokenizeProcessor(Processor):
     "Texts (or paths of text files) to token lists, with `tokenize` (parallel, cached); `deprocess` joins them."
-    def __init__(self, pre_rules=None, post_rules=None, n_workers=None, cache=True, show_progress=True):
+    def __init__(self, pre_rules=None, post_rules=None, max_workers=None, cache=True, show_progress=True):
         self.pre_rules, self.post_rules = pre_rules, post_rules
-        self.n_workers, self.cache, self.show_progress = n_workers, cache, show_progress
+        self.max_workers, self.cache, self.show_progress = max_workers, cache, show_progress
 
     def process(self, items):
-        return tokenize(items, self.pre_rules, self.post_rules, self.n_workers, cache=self.cache,
+        return tokenize(items, self.pre_rules, self.post_rules, self.max_workers, cache=self.cache,
                         show_progress=self.show_progress)
 
     def proc1(self, item):

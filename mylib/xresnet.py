@@ -51,9 +51,9 @@ def _check_int(name, v, where, low=1):
 
 class XResNet(nn.Sequential):
     "The bag-of-tricks ResNet: a stem of 3×3 convs, stages of `layers[i]` `ResBlock`s of `widths[i]*expansion` channels, pool, linear."
-    def __init__(self, layers, expansion=1, c_in=3, n_out=1000, stem=(32, 32, 64), stem_strides=(2, 1, 1), stem_pool=True,
+    def __init__(self, layers, expansion=1, c_in=3, c_out=1000, stem=(32, 32, 64), stem_strides=(2, 1, 1), stem_pool=True,
                  widths=(64, 128, 256, 512)):
-        for name, v in (('c_in', c_in), ('n_out', n_out), ('expansion', expansion)): _check_int(name, v, 'XResNet')
+        for name, v in (('c_in', c_in), ('c_out', c_out), ('expansion', expansion)): _check_int(name, v, 'XResNet')
         if len(layers) != len(widths):
             raise ValueError(f'XResNet: {len(layers)} stages in layers but {len(widths)} widths; give one width per stage')
         if len(stem) != len(stem_strides):
@@ -68,7 +68,7 @@ class XResNet(nn.Sequential):
             body.append(nn.Sequential(*[ResBlock(ni if j == 0 else nf, nf, stride=2 if i > 0 and j == 0 else 1,
                                                  expansion=expansion) for j in range(n)]))
             ni = nf
-        super().__init__(*body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ni, n_out))
+        super().__init__(*body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ni, c_out))
         init_cnn(self)
 
 # %% ../nbs/11_train_imagenette.ipynb #f82a0be6
@@ -89,22 +89,22 @@ def xresnet152(**kwargs):
     return XResNet((3, 8, 36, 3), 4, **kwargs)
 
 # %% ../nbs/11_train_imagenette.ipynb #ed405130
-def xresnet_fmnist(layers=(1, 1, 1, 1), c_in=1, n_out=10, **kwargs):
+def xresnet_fmnist(layers=(1, 1, 1, 1), c_in=1, c_out=10, **kwargs):
     "An XResNet for 28×28 greyscale: a 16-, then 32-channel stem halving the image once, no max pool; stages of 32 to 256 channels."
     kwargs = {'stem': (16, 32), 'stem_strides': (1, 2), 'stem_pool': False, 'widths': (32, 64, 128, 256), **kwargs}
-    return XResNet(layers, 1, c_in, n_out, **kwargs)
+    return XResNet(layers, 1, c_in, c_out, **kwargs)
 
 # %% ../nbs/11_train_imagenette.ipynb #cadbda8f
 def cnn_learner(arch, data, lr=3e-3, c_in=None, c_out=None, loss_func=None, opt_func=None, norm=None, aug_tfm=None,
                 mixup=0., bf16=True, moms=(0.95, 0.85, 0.95), pct_start=0.25, metrics=(accuracy,), device=None,
                 progress=False, cbs=None, cb_funcs=None, **arch_kwargs):
-    "A `Learner` for `arch(c_in=, n_out=, **arch_kwargs)` on `data`: label smoothing, Adam, one-cycle to `lr` with momentum cycling."
+    "A `Learner` for `arch(c_in=, c_out=, **arch_kwargs)` on `data`: label smoothing, Adam, one-cycle to `lr` with momentum cycling."
     if c_in is not None and c_in != data.c_in:
         raise ValueError(f'cnn_learner: c_in={c_in}, but the data has {data.c_in}-channel images; leave c_in out to use '
                          "the data's, or make the data match (make_rgb for 3 channels)")
     c_out = data.c if c_out is None else c_out
     if c_out is None: raise ValueError('cnn_learner: the data does not say how many classes it has (data.c is None); pass c_out=')
-    model = arch(c_in=data.c_in, n_out=c_out, **arch_kwargs)
+    model = arch(c_in=data.c_in, c_out=c_out, **arch_kwargs)
     extra = [DeviceCallback(device), AvgStatsCallback(list(metrics)), Recorder(), *one_cycle(lr, pct=pct_start, moms=moms, mom='mom')]
     if aug_tfm is not None: extra.append(BatchAugment(aug_tfm))
     if norm is not None: extra.append(BatchTransformXCallback(norm))

@@ -51,9 +51,12 @@ def test_rrc_tiny_image_never_raises():
 def test_rrc_bad_ranges(kw):
     with pytest.raises(ValueError, match='range'): RandomResizedCrop(10, **kw)
 
-@pytest.mark.parametrize('size', [0, -3, (10,), (10, 0), 2.5, True, 'big'])
+@pytest.mark.parametrize('size', [0, -3, (10, 0), (10, 5, 3), 2.5, True, 'big'])
 def test_bad_sizes(size):
     with pytest.raises(ValueError, match='size must be'): GeneralCrop(size)
+
+def test_a_one_item_size_is_a_square_as_the_lectures_process_sz_has_it():
+    assert GeneralCrop((10,)).size == GeneralCrop(10).size == (10, 10)
 
 @pytest.mark.parametrize('make', [lambda: PilRandomFlip(p=1.5), lambda: PilRandomDihedral(p=-0.1),
                                   lambda: CenterCrop(10, scale=0.5), lambda: PilTiltRandomCrop(10, magnitude=0.7)])

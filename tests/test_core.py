@@ -190,7 +190,7 @@ from mylib.core import with_progress, bars_drawn
 from mylib.text import tokenize
 r = range(3)
 print(with_progress(r) is r, bars_drawn())
-tokenize(['Some text.'] * 40, n_workers=1, chunksize=10, cache=False)  # a bar over 4 chunks, if there is a terminal
+tokenize(["Some text."] * 40, max_workers=1, chunksize=10, cache=False)  # a bar over 4 chunks, if there is a terminal
 print('done')
 '''
 

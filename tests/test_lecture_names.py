@@ -1,5 +1,6 @@
-"""The names the lectures use where the library has its own: `CudaCallback`, `near`, `test_overflow`,
-`lm_databunchify` and `clas_databunchify`, each checked against what it stands for."""
+"""The names the lectures use where the library has its own (`CudaCallback`, `near`, `test_overflow`,
+`lm_databunchify`, `clas_databunchify`, `create_phases`, `cb_types`, `process_sz`, `WEIGHT_HH`, `max_workers`,
+`c_out`), and the lectures' own optimizer layout with our callbacks, each checked against what it stands for."""
 import types, warnings
 import pytest, torch
 import torch.nn.functional as F
@@ -86,3 +87,59 @@ def test_a_lecture_style_stat_without_state_keys_works():
     p.grad = torch.ones(3); opt.step()
     p.grad = torch.ones(3); opt.step()
     assert torch.allclose(p.data, torch.ones(3) - 0.1 * 1 - 0.1 * 1.9)  # grad_avg 1, then 0.9 + 1
+
+class LectureOptimizer:
+    "The lectures' layout: `param_groups` lists of tensors, the hyperparameters apart in `hypers`."
+    def __init__(self, params, lr):
+        self.param_groups = [list(params)]
+        self.hypers = [{'lr': lr, 'mom': 0.9}]
+    def step(self):
+        for pg, h in zip(self.param_groups, self.hypers):
+            for p in pg: p.data.add_(p.grad, alpha=-h['lr'])
+    def zero_grad(self):
+        for pg in self.param_groups:
+            for p in pg: p.grad = None
+
+def test_recorder_and_param_scheduler_drive_an_optimizer_written_the_lectures_way():
+    from mylib.stats import Recorder, hyper_groups
+    from mylib.schedules import ParamScheduler, sched_lin
+    from mylib.runner import Runner, Holder
+    set_seed(0)
+    model = nn.Linear(4, 2)
+    data = DataBunch(*get_dls(Dataset(torch.randn(32, 4), torch.randint(0, 2, (32,))),
+                              Dataset(torch.randn(8, 4), torch.randint(0, 2, (8,))), 8), c=2)
+    opt = LectureOptimizer(model.parameters(), 0.1)
+    run = Runner(cb_funcs=[Recorder, lambda: ParamScheduler('lr', sched_lin(0.1, 0.01))])
+    run.fit(2, Holder(model, opt, F.cross_entropy, data))
+    lrs = run.recorder.lrs[0]
+    assert len(lrs) == 8 and abs(lrs[0] - 0.1) < 1e-9 and all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert hyper_groups(opt) is opt.hypers and opt.hypers[0]['lr'] == lrs[-1]
+    no_hypers = LectureOptimizer(model.parameters(), 0.1)
+    del no_hypers.hypers   # lists of tensors and nothing saying the learning rate
+    with pytest.raises(TypeError, match='not dicts of hyperparameters'): hyper_groups(no_hypers)
+
+def test_create_phases_cb_types_debug_callback():
+    from mylib.schedules import create_phases
+    from mylib.transfer import cb_types, DebugCallback
+    from mylib.callbacks import ALL_CBS
+    assert create_phases(0.25) == [0.25, 0.75] and len(create_phases([0.1, 0.2])) == 3
+    with pytest.raises(ValueError, match='less than 1'): create_phases([0.5, 0.5])
+    assert cb_types.after_batch == 'after_batch' and len(vars(cb_types)) == len(ALL_CBS) == 14
+    with pytest.raises(AttributeError): cb_types.after_bach
+    seen = []
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    data = DataBunch(*get_dls(Dataset(x, y), Dataset(x, y), 8), c=2)
+    learn = Learner(nn.Linear(4, 2), data, F.cross_entropy, cbs=[DebugCallback(cb_types.after_loss, lambda l: seen.append(l.in_train))])
+    learn.fit(1)
+    assert seen == [True, True, False]   # two training batches, then one validation batch of 16
+
+def test_process_sz_weight_hh_max_workers_and_c_out():
+    from mylib.augment import process_sz, GeneralCrop
+    from mylib.awd_lstm import WEIGHT_HH, WeightDropout
+    from mylib.text import TokenizeProcessor
+    from mylib.xresnet import xresnet18, xresnet_fmnist
+    assert process_sz(5) == process_sz([5]) == (5, 5) and GeneralCrop([5, 7]).size == (5, 7)
+    assert WeightDropout(nn.LSTM(3, 3, batch_first=True)).layer_names == [WEIGHT_HH] == ['weight_hh_l0']
+    assert TokenizeProcessor(max_workers=1, cache=False, show_progress=False).process(['a b.'])[0][1:3] == ['a', 'b']
+    assert xresnet18(c_in=1, c_out=10)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert xresnet_fmnist(c_out=5)(torch.randn(2, 1, 28, 28)).shape == (2, 5)

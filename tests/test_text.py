@@ -45,12 +45,12 @@ def test_pre_rules():
 
 def test_empty_text_is_just_the_markers():
     assert tokenize_text('') == [BOS, EOS]
-    assert tokenize(['', 'a'], n_workers=1, cache=False, show_progress=False) == [[BOS, EOS], [BOS, 'a', EOS]]
+    assert tokenize(['', 'a'], max_workers=1, cache=False, show_progress=False) == [[BOS, EOS], [BOS, 'a', EOS]]
 
 def test_parallel_equals_serial(cache):
     texts = [f'Text number {i}. IT IS {i % 7} times!!!!' for i in range(300)]
-    one = tokenize(texts, n_workers=1, cache=False, show_progress=False)
-    two = tokenize(texts, n_workers=2, chunksize=50, cache=False, show_progress=False)
+    one = tokenize(texts, max_workers=1, cache=False, show_progress=False)
+    two = tokenize(texts, max_workers=2, chunksize=50, cache=False, show_progress=False)
     assert one == two and len(one) == 300
 
 def test_cache_is_used_and_keyed_by_texts_and_rules(cache):

@@ -28,10 +28,10 @@ def test_concat_pool_against_reductions():
 
 def test_load_body_from_learner_checkpoint(tmp_path):
     set_seed(0)
-    net = xresnet_fmnist(n_out=5)
+    net = xresnet_fmnist(c_out=5)
     data = DataBunch(*get_dls(Dataset(torch.rand(8, 1, 28, 28), torch.arange(8) % 5), Dataset(torch.rand(4, 1, 28, 28), torch.arange(4)), 4), c=5)
     path = Learner(net, data, nn.CrossEntropyLoss(), opt_func=adam_opt()).save(tmp_path/'m.pth', with_opt=False)
-    body = load_body(create_body(xresnet_fmnist(n_out=5)), path)
+    body = load_body(create_body(xresnet_fmnist(c_out=5)), path)
     for k, v in body.state_dict().items(): assert torch.equal(v, net.state_dict()[k])
     torch.save(net.state_dict(), tmp_path/'plain.pth')                 # a plain state dict works too
     load_body(create_body(xresnet_fmnist()), tmp_path/'plain.pth')     # another head does not matter

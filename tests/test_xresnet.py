@@ -37,7 +37,7 @@ def test_param_count_by_formula(arch, expansion, layers):
 
 
 @pytest.mark.parametrize('make,x,out', [(lambda: xresnet18(), torch.randn(2, 3, 128, 128), (2, 1000)),
-                                        (lambda: xresnet34(c_in=1, n_out=7), torch.randn(2, 1, 28, 28), (2, 7)),
+                                        (lambda: xresnet34(c_in=1, c_out=7), torch.randn(2, 1, 28, 28), (2, 7)),
                                         (lambda: xresnet_fmnist(), torch.randn(2, 1, 28, 28), (2, 10)),
                                         (lambda: xresnet_fmnist(layers=(2, 1, 1, 2)), torch.randn(2, 1, 28, 28), (2, 10))])
 def test_output_shapes(make, x, out):
@@ -61,7 +61,7 @@ def test_bottleneck_shortcut_and_stride():
     assert blk(torch.randn(2, 64, 7, 7)).shape == (2, 256, 4, 4)
 
 
-@pytest.mark.parametrize('kwargs,match', [(dict(c_in=0), 'c_in'), (dict(n_out=2.5), 'n_out'),
+@pytest.mark.parametrize('kwargs,match', [(dict(c_in=0), 'c_in'), (dict(c_out=2.5), 'c_out'),
                                           (dict(widths=(8, 16)), 'widths'), (dict(stem_strides=(2,)), 'stem')])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match): xresnet18(**kwargs)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .core import QUICK, listify
 from .datasets import data_dir
 from .callbacks import Callback, CancelTrainException
-from .stats import AvgStatsCallback, Recorder
+from .stats import AvgStatsCallback, Recorder, hyper_groups
 from .optimizers import adam_opt
 from .learner import Learner, param_getter, atomic_save, load_tagged, state_diff
 from .fp16 import AutocastCallback
@@ -89,7 +89,7 @@ class TimeBudget(Callback):
         if self.used >= self.seconds: self._t = None; raise CancelTrainException()
         self.pos = max(self.pos, self.used / self.seconds)  # the median can fall: the schedule must not go back
         for name, f in self.scheds.items():
-            for pg in self.opt.param_groups: pg[name] = f(self.pos)
+            for pg in hyper_groups(self.opt): pg[name] = f(self.pos)
     def after_batch(self):
         if self.in_train: self.steps, self.tokens = self.steps + 1, self.tokens + self.yb.numel()
     def begin_validate(self):

@@ -97,14 +97,16 @@ class TimeBudget(Callback):
 
 # %% ../nbs/12b_lm_pretrain.ipynb #990279fa
 def lm_perplexity(model, dl):
-    "exp(mean cross-entropy per token) of the language model `model` over the batches of `dl`, state carried over."
+    "exp(mean cross-entropy per token) of the language model `model` over the batches of `dl`, state (if any) carried over."
     was_training = model.training
-    model.eval(); model.reset()
+    model.eval()
+    if hasattr(model, 'reset'): model.reset()
     tot, n = 0., 0
     try:
         with torch.no_grad():
             for x, y in dl:
-                out = model(x)[0]
+                out = model(x)
+                if isinstance(out, tuple): out = out[0]  # an AWD-LSTM returns (scores, raw outputs, outputs)
                 tot += F.cross_entropy(out.float().flatten(0, 1), y.flatten(), reduction='sum').item()
                 n += y.numel()
     finally: model.train(was_training)

@@ -89,3 +89,12 @@ def test_crappify_is_seeded_and_keeps_the_size():
     a, b, c = crappify(img, seed=1), crappify(img, seed=1), crappify(img, seed=2)
     assert a.size == (28, 28) and a.mode == 'L'
     assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
+
+def test_fashion_classifier_errors_and_label_order(tmp_path):
+    from mylib.unet import fashion_classifier, fashion_labels_as_11
+    from mylib.datasets import FASHION_CLASSES, FASHION_FOLDER_CLASSES
+    with pytest.raises(FileNotFoundError, match='Notebook 11 writes it'): fashion_classifier(tmp_path/'none.pth')
+    y = torch.arange(10)
+    order = sorted(FASHION_FOLDER_CLASSES)
+    assert [order[i] for i in fashion_labels_as_11(y)] == FASHION_FOLDER_CLASSES  # the same class, 11's number
+    assert order[fashion_labels_as_11(torch.tensor([9]))[0]] == 'ankle_boot' and fashion_labels_as_11(torch.tensor([9])).item() == 0

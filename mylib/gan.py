@@ -35,7 +35,9 @@ class GANModule(nn.Module):
     def __init__(self, generator, critic, nz=100):
         super().__init__()
         self.generator, self.critic, self.nz, self.gen_mode = generator, critic, nz, False
-    def noise(self, n, device=None): return torch.randn(n, self.nz, 1, 1, device=device)
+    def noise(self, n, device=None):
+        "`n` noise vectors, shaped as 1×1 images of `nz` channels."
+        return torch.randn(n, self.nz, 1, 1, device=device)
     def forward(self, real):
         z = self.noise(len(real), real.device)
         if self.gen_mode:

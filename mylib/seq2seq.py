@@ -188,11 +188,13 @@ class Seq2Seq(nn.Module):
         return torch.stack(logits, 1)
 
 class TeacherForcing(Callback):
-    "In training, gives the model the targets, each step forced with probability falling linearly from `start` to `end`."
-    def __init__(self, start=1., end=0.): self.start, self.end = start, end
+    "In training, gives the model the targets, each step forced with probability going linearly from `start` to `end`."
+    _order = 2  # after a TimeBudget (order 1) has counted the seconds used
+    def __init__(self, start=1., end=0., budget=None): self.start, self.end, self.budget = start, end, budget
     def begin_batch(self):
         if not self.in_train: return
-        self.model.pr_force = self.start + (self.end - self.start) * self.n_epochs / self.epochs
+        done = self.budget.pos if self.budget is not None else self.n_epochs / self.epochs  # share of the seconds, or of the epochs
+        self.model.pr_force = self.start + (self.end - self.start) * done
         self.run.xb = (self.xb, self.yb)
     def after_fit(self): self.model.pr_force = 0.
 

@@ -107,3 +107,30 @@ def test_bad_input_gets_a_clear_error():
     with pytest.raises(KeyError, match='no format'): format_date(datetime.date(1987, 3, 3), 'klingon')
     with pytest.raises(ValueError, match='nh must be even'): Seq2Seq(10, 10, nh=7)
     with pytest.raises(KeyError, match='not in the vocabulary'): iso_vocab().encode('1987/03/03')
+
+@pytest.mark.parametrize('use_budget', [False, True])
+def test_teacher_forcing_falls_over_epochs_or_over_a_time_budget(use_budget):
+    from mylib.training import DataBunch, get_dls
+    from mylib.callbacks import Callback
+    from mylib.learner import Learner
+    from mylib.optimizers import adam_opt
+    from mylib.ulmfit import TimeBudget
+    from mylib.seq2seq import TeacherForcing, seq_cross_entropy
+    set_seed(0)
+    src_vocab, tgt_vocab = CharVocab('0123456789/'), iso_vocab()
+    days = [datetime.date(2000, 1, 1) + datetime.timedelta(i) for i in range(64)]
+    ds = DateDataset([(format_date(d, 'us slashes'), d.isoformat()) for d in days], src_vocab, tgt_vocab)
+    data = DataBunch(*get_dls(ds, ds, 16, collate_fn=seq2seq_collate))
+    model = Seq2Seq(len(src_vocab), len(tgt_vocab), emb_sz=8, nh=16, bos_idx=tgt_vocab.stoi[BOS])
+    seen = []
+    class Spy(Callback):
+        _order = 3
+        def begin_batch(self):
+            if self.in_train: seen.append((self.model.pr_force, isinstance(self.xb, tuple), budget.pos if budget else self.n_epochs / self.epochs))
+    budget = TimeBudget(1e6) if use_budget else None
+    tf = TeacherForcing(budget=budget)
+    Learner(model, data, seq_cross_entropy, opt_func=adam_opt(), lr=1e-3, cbs=[tf, Spy()] + ([budget] if budget else [])).fit(2)
+    assert len(seen) == 8 and all(forced for _, forced, _ in seen)
+    assert all(abs(p - (1 - done)) < 1e-12 for p, _, done in seen) and model.pr_force == 0.
+    if use_budget: assert seen[0][2] == 0. and seen[-1][2] < 1e-3  # the share of a million seconds used
+    else: assert [round(d, 3) for _, _, d in seen] == [0., 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875]

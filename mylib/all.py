@@ -6,7 +6,7 @@ __all__ = []
 # %% ../nbs/90_all.ipynb #2ba169f8
 from . import (core, datasets, training, callbacks, stats, schedules, init, hooks, conv, norm, datablock,
                    optimizers, learner, progress, augment, regularization, fp16, imagedata, xresnet, transfer, distributed,
-                   corpora, text, wordvec, awd_lstm, ulmfit, textclas, attention, seq2seq, unet, fid, gan)
+                   corpora, text, wordvec, awd_lstm, ulmfit, textclas, attention, seq2seq, unet, fid, gan, diffusion)
 from .core import *
 from .datasets import *
 from .training import *
@@ -39,8 +39,9 @@ from .seq2seq import *
 from .unet import *
 from .fid import *
 from .gan import *
+from .diffusion import *
 
 _modules = (core, datasets, training, callbacks, stats, schedules, init, hooks, conv, norm, datablock, optimizers,
             learner, progress, augment, regularization, fp16, imagedata, xresnet, transfer, distributed, corpora, text,
-            wordvec, awd_lstm, ulmfit, textclas, attention, seq2seq, unet, fid, gan)
+            wordvec, awd_lstm, ulmfit, textclas, attention, seq2seq, unet, fid, gan, diffusion)
 __all__ = [n for m in _modules for n in m.__all__]

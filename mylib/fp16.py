@@ -160,9 +160,11 @@ class AutocastCallback(Callback):
         if self.channels_last: self.model.to(memory_format=torch.channels_last)
 
     def begin_batch(self):
-        if self.channels_last and self.xb.dim() == 4: self.run.xb = self.xb.contiguous(memory_format=torch.channels_last)
+        if self.channels_last and torch.is_tensor(self.xb) and self.xb.dim() == 4:
+            self.run.xb = self.xb.contiguous(memory_format=torch.channels_last)
+        first = self.xb[0] if isinstance(self.xb, (tuple, list)) else self.xb  # a model may take several inputs
         self._exit()
-        self._ctx = torch.autocast(self.xb.device.type, dtype=self.dtype)  # where the batch is: also outside a fit
+        self._ctx = torch.autocast(first.device.type, dtype=self.dtype)  # where the batch is: also outside a fit
         self._ctx.__enter__()
 
     def _exit(self):

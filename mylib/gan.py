@@ -29,21 +29,28 @@ def dcgan_init(m):
         elif isinstance(l, nn.BatchNorm2d): nn.init.normal_(l.weight, 1., 0.02); nn.init.zeros_(l.bias)
     return m
 
-# %% ../nbs/14a_gan.ipynb #7925c0f1
+# %% ../nbs/14a_gan.ipynb #27029c4f
 class GANModule(nn.Module):
-    "A generator and a critic; `forward(real)` gives `(real scores, fake scores, real, fake)` for the player `gen_mode` says."
+    "A generator and a critic; `forward(xb)` gives `(real scores, fake scores, real, fake)` for the player `gen_mode` says."
     def __init__(self, generator, critic, nz=100):
         super().__init__()
         self.generator, self.critic, self.nz, self.gen_mode = generator, critic, nz, False
     def noise(self, n, device=None):
         "`n` noise vectors, shaped as 1×1 images of `nz` channels."
         return torch.randn(n, self.nz, 1, 1, device=device)
-    def forward(self, real):
-        z = self.noise(len(real), real.device)
+    def split(self, xb):
+        "The generator's input and the real images: noise and `xb`; or with `nz=None` (a restorer), `xb[:, 0]` and `xb[:, 1]`."
+        if self.nz is not None: return self.noise(len(xb), xb.device), xb
+        if xb.dim() < 3 or xb.shape[1] != 2:
+            raise ValueError(f'GANModule: with nz=None the generator restores images, so each item must stack the degraded '
+                             f'image and the real one, (n, 2, c, h, w); got a batch of shape {tuple(xb.shape)}')
+        return xb[:, 0], xb[:, 1]
+    def forward(self, xb):
+        inp, real = self.split(xb)
         if self.gen_mode:
-            fake = self.generator(z)
+            fake = self.generator(inp)
             return None, self.critic(fake), real, fake
-        with torch.no_grad(): fake = self.generator(z)
+        with torch.no_grad(): fake = self.generator(inp)
         return self.critic(real), self.critic(fake), real, fake
 
 def gradient_penalty(critic, real, fake):
@@ -54,14 +61,19 @@ def gradient_penalty(critic, real, fake):
     return (g.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
 class GANLoss:
-    "The loss of the player training: `kind='gan'` (cross-entropy on logits) or `'wgan'` (score differences), `gp` the penalty's weight."
-    def __init__(self, model, kind='gan', gp=0.):
+    "The loss of the player training: `kind` 'gan' (cross-entropy on logits) or 'wgan', `gp` the penalty's weight; the generator's is `weights_gen` · (critic, pixel MSE)."
+    def __init__(self, model, kind='gan', gp=0., weights_gen=(1., 0.)):
         if kind not in ('gan', 'wgan'): raise ValueError(f"GANLoss: kind must be 'gan' or 'wgan', got {kind!r}")
-        self.model, self.kind, self.gp = model, kind, gp
+        if weights_gen[1] and model.nz is not None:
+            raise ValueError('GANLoss: a pixel loss (weights_gen[1] > 0) compares each fake with its own real image, so the '
+                             'generator must restore given images: build the GANModule with nz=None')
+        self.model, self.kind, self.gp, self.weights_gen = model, kind, gp, weights_gen
     def __call__(self, pred, yb):
         real_s, fake_s, real, fake = pred
         if self.model.gen_mode:
-            return F.binary_cross_entropy_with_logits(fake_s, torch.ones_like(fake_s)) if self.kind == 'gan' else -fake_s.mean()
+            adv = F.binary_cross_entropy_with_logits(fake_s, torch.ones_like(fake_s)) if self.kind == 'gan' else -fake_s.mean()
+            w_crit, w_pix = self.weights_gen
+            return w_crit * adv + w_pix * F.mse_loss(fake, real) if w_pix else w_crit * adv
         if self.kind == 'gan':
             loss = (F.binary_cross_entropy_with_logits(real_s, torch.ones_like(real_s)) +
                     F.binary_cross_entropy_with_logits(fake_s, torch.zeros_like(fake_s)))

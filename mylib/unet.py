@@ -4,7 +4,7 @@
 __all__ = ['fashion_labels_as_11', 'fashion_classifier', 'store_output', 'hook_output', 'cam', 'grad_cam', 'MergeLayer',
            'MergeBlock', 'pixel_shuffle', 'icnr_', 'PixelShuffleICNR', 'encoder_sizes', 'skip_indices', 'UnetBlock',
            'Unet', 'crappify', 'to_pil', 'from_pil', 'crappify_all', 'psnr', 'gaussian_window', 'ssim', 'gram',
-           'FeatureLoss', 'PadCrop']
+           'FeatureLoss', 'PadCrop', 'restoration_unet', 'save_restoration_unet', 'load_restoration_unet', 'restore']
 
 # %% ../nbs/14_unet.ipynb #0cc7a23e
 import io, math
@@ -20,7 +20,8 @@ from .training import Dataset, DataBunch, get_dls
 from .hooks import Hook, Hooks
 from .conv import conv_layer
 from .xresnet import conv_bn, xresnet_fmnist
-from .transfer import load_body
+from .transfer import load_body, create_body
+from .learner import atomic_save, load_tagged
 from .train_imagenette import recipe_learner
 
 # %% ../nbs/14_unet.ipynb #1bf919b0
@@ -262,3 +263,25 @@ class PadCrop(nn.Module):
     def forward(self, x):
         p = self.pad
         return self.model(F.pad(x, (p, p, p, p), value=self.value))[..., p:-p, p:-p]
+
+def restoration_unet(bg, encoder=None):
+    "The restorer trained below: a `Unet` on `encoder` (default: 11's body, untrained) for 32×32, on 28×28 images padded with `bg`."
+    return PadCrop(Unet(encoder if encoder is not None else create_body(xresnet_fmnist()), 32), 2, bg)
+
+def save_restoration_unet(model, path):
+    "Save a `restoration_unet` (weights and padding value) to `path`, atomically."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save({'format': 'mylib.restoration_unet', 'model': model.state_dict(), 'bg': model.value}, path)
+
+def load_restoration_unet(path):
+    "A `restoration_unet` with the weights `save_restoration_unet` wrote to `path`, in eval mode."
+    ckpt = load_tagged(path, 'mylib.restoration_unet', 'load_restoration_unet', 'saved U-Net',
+                       'notebook 14 writes it (make course NBS=14_unet)')
+    model = restoration_unet(ckpt['bg'])
+    model.load_state_dict(ckpt['model'])
+    return model.eval()
+
+@torch.no_grad()
+def restore(model, x, mean, std, bs=500):
+    "`model`'s restorations of the degraded images `x` (in [0, 1]; the model sees them normalized by `mean`, `std`), clamped to [0, 1]."
+    return torch.cat([model((xb - mean) / std) * std + mean for xb in x.split(bs)]).clamp(0, 1)

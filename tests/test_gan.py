@@ -56,3 +56,20 @@ def test_gradient_penalty_against_finite_differences():
 def test_bad_input_gets_a_clear_error():
     gan = GANModule(dc_generator(nz=4, nf=4), dc_critic(nf=4), nz=4)
     with pytest.raises(ValueError, match="'gan' or 'wgan'"): GANLoss(gan, 'lsgan')
+
+def test_a_restorer_gan_reads_the_degraded_image_and_adds_the_pixel_loss():
+    set_seed(4)
+    restorer = torch.nn.Conv2d(1, 1, 3, padding=1)
+    gan = GANModule(restorer, dc_critic(nf=4, bn=False), nz=None)
+    degraded, real = torch.rand(4, 1, 32, 32), torch.rand(4, 1, 32, 32)
+    gan.gen_mode = True
+    pred = gan(torch.stack([degraded, real], 1))
+    assert torch.equal(pred[2], real) and torch.allclose(pred[3], restorer(degraded))
+    loss = GANLoss(gan, weights_gen=(1., 50.))(pred, None)
+    adv = torch.nn.functional.binary_cross_entropy_with_logits(pred[1], torch.ones(4))
+    assert torch.allclose(loss, adv + 50 * (pred[3] - real).pow(2).mean())
+    with pytest.raises(ValueError, match=r'\(n, 2, c, h, w\)'): gan(real)
+
+def test_a_pixel_loss_needs_a_restorer():
+    gan = GANModule(dc_generator(nz=4, nf=4), dc_critic(nf=4), nz=4)
+    with pytest.raises(ValueError, match='nz=None'): GANLoss(gan, weights_gen=(1., 50.))

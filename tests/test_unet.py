@@ -98,3 +98,17 @@ def test_fashion_classifier_errors_and_label_order(tmp_path):
     order = sorted(FASHION_FOLDER_CLASSES)
     assert [order[i] for i in fashion_labels_as_11(y)] == FASHION_FOLDER_CLASSES  # the same class, 11's number
     assert order[fashion_labels_as_11(torch.tensor([9]))[0]] == 'ankle_boot' and fashion_labels_as_11(torch.tensor([9])).item() == 0
+
+def test_restoration_unet_saves_and_loads_back_exactly(tmp_path):
+    from mylib.unet import restoration_unet, save_restoration_unet, load_restoration_unet, restore
+    set_seed(0)
+    m = restoration_unet(-0.8).eval()
+    path = tmp_path/'models'/'unet.pth'
+    save_restoration_unet(m, path)
+    back = load_restoration_unet(path)
+    x = torch.rand(3, 1, 28, 28)
+    assert back.value == -0.8 and torch.equal(restore(back, x, 0.3, 0.35), restore(m, x, 0.3, 0.35))
+    assert restore(m, x, 0.3, 0.35).shape == x.shape and 0 <= restore(m, x, 0.3, 0.35).min()
+    with pytest.raises(FileNotFoundError, match='notebook 14 writes it'): load_restoration_unet(tmp_path/'none.pth')
+    torch.save({'weights': 1}, tmp_path/'other.pth')
+    with pytest.raises(ValueError, match='not a saved U-Net'): load_restoration_unet(tmp_path/'other.pth')

@@ -5,7 +5,6 @@ __all__ = ['linear_betas', 'NoiseSchedule', 'TimeEmbedding', 'EmbResBlock', 'Dif
            'ddpm_sample', 'ddim_sample']
 
 # %% ../nbs/14b_diffusion.ipynb #de629d6c
-import math
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -52,7 +51,11 @@ class TimeEmbedding(nn.Module):
         super().__init__()
         self.sin = SinusoidalPositions(T, d_sin)
         self.mlp = nn.Sequential(nn.Linear(d_sin, dim), nn.SiLU(), nn.Linear(dim, dim))
-    def forward(self, t): return self.mlp(self.sin.pe[t])
+    def forward(self, t):
+        T = len(self.sin.pe)
+        if t.min() < 0 or t.max() >= T:
+            raise ValueError(f'TimeEmbedding: steps must be from 0 to T-1 ({T - 1}), got {t.min().item()} to {t.max().item()}')
+        return self.mlp(self.sin.pe[t])
 
 class EmbResBlock(nn.Module):
     "Norm, SiLU, conv; scale and shift from the time embedding; norm, SiLU, conv; plus the input (1×1 conv if widths differ)."

@@ -265,7 +265,7 @@ class PadCrop(nn.Module):
         return self.model(F.pad(x, (p, p, p, p), value=self.value))[..., p:-p, p:-p]
 
 def restoration_unet(bg, encoder=None):
-    "The restorer trained below: a `Unet` on `encoder` (default: 11's body, untrained) for 32×32, on 28×28 images padded with `bg`."
+    "Notebook 14's restorer: a `Unet` on `encoder` (default: 11's body, untrained) for 32×32, run on 28×28 images padded with `bg`."
     return PadCrop(Unet(encoder if encoder is not None else create_body(xresnet_fmnist()), 32), 2, bg)
 
 def save_restoration_unet(model, path):

@@ -43,6 +43,7 @@ def test_unet_shapes_and_sizes():
     x, t = torch.randn(2, 1, 28, 28), torch.tensor([0, 29])
     assert m((x, t)).shape == x.shape
     with pytest.raises(ValueError, match='pad them to a multiple of 2'): m((torch.randn(2, 1, 27, 28), t))
+    with pytest.raises(ValueError, match=r'steps must be from 0 to T-1 \(29\), got 0 to 30'): m((x, torch.tensor([0, 30])))
     # the time step changes the output: the network knows the noise level
     assert not torch.allclose(m((x[:1], t[:1])), m((x[:1], t[1:])))
 

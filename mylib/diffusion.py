@@ -52,7 +52,7 @@ class TimeEmbedding(nn.Module):
         self.sin = SinusoidalPositions(T, d_sin)
         self.mlp = nn.Sequential(nn.Linear(d_sin, dim), nn.SiLU(), nn.Linear(dim, dim))
     def forward(self, t):
-        T = len(self.sin.pe)
+        T = self.sin.max_len
         if t.min() < 0 or t.max() >= T:
             raise ValueError(f'TimeEmbedding: steps must be from 0 to T-1 ({T - 1}), got {t.min().item()} to {t.max().item()}')
         return self.mlp(self.sin.pe[t])
@@ -75,7 +75,7 @@ class DiffusionUnet(nn.Module):
     "ε-prediction U-Net: `forward((x_t, t))` gives the predicted noise; widths `nfs`, halving the size between them."
     def __init__(self, T, nfs=(16, 32, 64), t_dim=64, c_in=1):
         super().__init__()
-        self.T, self.n_down = T, len(nfs) - 1
+        self.n_down = len(nfs) - 1
         self.temb = TimeEmbedding(T, t_dim)
         self.stem = nn.Conv2d(c_in, nfs[0], 3, padding=1)
         self.downs = nn.ModuleList(EmbResBlock(ni, nf, t_dim) for ni, nf in zip((nfs[0],) + nfs[:-1], nfs))

@@ -66,10 +66,17 @@ def test_training_step_under_bfloat16_autocast_with_a_tuple_input():
     set_seed(0)
     sched, x = NoiseSchedule(linear_betas(30)), torch.rand(16, 1, 8, 8) * 2 - 1
     data = DataBunch(*get_dls(Dataset(x, torch.zeros(16)), Dataset(x[:4], torch.zeros(4)), 8))
-    learn = Learner(DiffusionUnet(30, nfs=(8, 16), t_dim=16), data, F.mse_loss, opt_func=adam_opt(), lr=1e-3,
-                    cbs=[Noisify(sched), AutocastCallback(channels_last=False)])
+    m = DiffusionUnet(30, nfs=(8, 16), t_dim=16)
+    before = [p.detach().clone() for p in m.parameters()]
+    dtypes = []  # what the convolutions computed in, while training
+    h = m.stem.register_forward_hook(lambda mod, inp, out: dtypes.append(out.dtype) if mod.training else None)
+    learn = Learner(m, data, F.mse_loss, opt_func=adam_opt(), lr=1e-3, cbs=[Noisify(sched), AutocastCallback(channels_last=False)])
     learn.fit(1)
-    assert all(torch.isfinite(p).all() for p in learn.model.parameters())
+    h.remove()
+    assert dtypes and set(dtypes) == {torch.bfloat16}, dtypes  # the tuple input did not keep autocast from starting
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+    assert all(p.dtype == torch.float32 for p in m.parameters())  # the weights stay float32
+    assert sum(not torch.equal(a, p) for a, p in zip(before, m.parameters())) > len(before) // 2  # and they trained
 
 def test_ddim_with_eta_1_over_every_step_is_ddpm():
     set_seed(0)
